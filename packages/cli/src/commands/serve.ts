@@ -1,0 +1,70 @@
+import { createAuthServer, type ServerOptions } from '@tessera/server';
+import { SERVE_FLAGS, type ServeFlag, UsageError } from '../options.js';
+
+/** Turns `serve` flags into server options; a bad value is a usage error naming the flag. */
+export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): ServerOptions {
+  const int = (flag: ServeFlag): number | undefined => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got ${v}`);
+    return Number(v);
+  };
+  const oneOf = <T extends string>(flag: ServeFlag, allowed: readonly T[]): T | undefined => {
+    const v = values[flag];
+    if (v === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${flag}: expected ${allowed.join(' or ')}, got ${v}`);
+    return v as T;
+  };
+  const trust = values['trust-proxy'];
+  return {
+    port: int('port'),
+    host: values.host,
+    dataDir: values['data-dir'],
+    databaseUrl: values['database-url'],
+    databasePoolSize: int('database-pool-size'),
+    redisUrl: values['redis-url'],
+    issuer: values.issuer,
+    audience: values.audience,
+    alg: oneOf('alg', ['RS256', 'PS256', 'ES256', 'EdDSA'] as const),
+    accessTtl: values['access-ttl'],
+    refreshTtl: values['refresh-ttl'],
+    reuseGrace: values['reuse-grace'],
+    sessionPolicy: oneOf('session-policy', ['multiple', 'single'] as const),
+    signup: oneOf('signup', ['open', 'closed'] as const),
+    privateKeyFile: values['private-key'],
+    rateLimit: values['rate-limit'],
+    trustProxy: trust === undefined || trust === 'false' ? false : trust === 'true' ? true : trust,
+    log: values['log-level'] === 'silent' ? false : oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+  };
+}
+
+/** `tessera serve`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
+export async function serve(values: Partial<Record<ServeFlag, string>>, out: NodeJS.WritableStream): Promise<void> {
+  let options: ServerOptions;
+  try {
+    options = serverOptionsFrom(values);
+  } catch (error) {
+    throw error instanceof UsageError ? error : new UsageError((error as Error).message);
+  }
+  let server: Awaited<ReturnType<typeof createAuthServer>>;
+  try {
+    server = await createAuthServer(options);
+  } catch (error) {
+    // Bad option values surface as TypeError from the server's validation: a usage error.
+    if (error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
+  const url = await server.listen();
+  out.write(`Tessera auth server listening on ${url} (issuer ${server.context.issuer()})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      server.close().finally(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+export { SERVE_FLAGS };

@@ -1,0 +1,58 @@
+import { parseArgs } from 'node:util';
+
+/** A usage error: exit code 2, with the command's help. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Flags `serve` takes, each with its environment twin (the flag wins). */
+export const SERVE_FLAGS = {
+  port: { env: 'PORT', help: 'listen port (0 = any free port)', default: '4000' },
+  host: { env: 'HOST', help: 'listen address', default: '127.0.0.1' },
+  'data-dir': { env: 'TESSERA_DATA_DIR', help: 'embedded database and generated keys ("memory://": in memory only)', default: './.tessera' },
+  'database-url': { env: 'DATABASE_URL', help: 'postgres://… to use a real PostgreSQL instead', default: '(embedded)' },
+  'database-pool-size': { env: 'TESSERA_DATABASE_POOL_SIZE', help: 'PostgreSQL connections', default: '10' },
+  'redis-url': { env: 'REDIS_URL', help: 'shared rate limits and revocation fan-out (not used yet)', default: '(none)' },
+  issuer: { env: 'TESSERA_ISSUER', help: 'iss of every token', default: 'http://localhost:<port>' },
+  audience: { env: 'TESSERA_AUDIENCE', help: 'aud of access tokens', default: 'tessera-api' },
+  alg: { env: 'TESSERA_ALG', help: 'RS256, PS256, ES256 or EdDSA', default: 'RS256' },
+  'access-ttl': { env: 'TESSERA_ACCESS_TTL', help: 'access token lifetime (30s, 15m, 1h, 7d)', default: '15m' },
+  'refresh-ttl': { env: 'TESSERA_REFRESH_TTL', help: "lifetime of a session's refresh token", default: '30d' },
+  'reuse-grace': { env: 'TESSERA_REUSE_GRACE', help: 'window in which a just-rotated refresh token may be presented again', default: '10s' },
+  'session-policy': { env: 'TESSERA_SESSION_POLICY', help: "multiple, or single: a new login ends the user's other sessions", default: 'multiple' },
+  signup: { env: 'TESSERA_SIGNUP', help: 'open, or closed: only `tessera user add` creates users', default: 'open' },
+  'private-key': { env: 'TESSERA_PRIVATE_KEY_FILE', help: 'PKCS#8 PEM file to sign with instead of the key ring', default: '(generated)' },
+  'rate-limit': { env: 'TESSERA_RATE_LIMIT', help: 'login/register attempts per IP (all) and per username (failed)', default: 'ip=100/1m,user=10/15m' },
+  'trust-proxy': { env: 'TESSERA_TRUST_PROXY', help: 'trust X-Forwarded-For: "true", or proxy addresses/CIDRs', default: '(off)' },
+  'log-level': { env: 'TESSERA_LOG_LEVEL', help: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },
+} as const;
+
+export type ServeFlag = keyof typeof SERVE_FLAGS;
+
+/** Parses `args` for the given flags (plus `--help` and `--json`), filling in environment twins. */
+export function parseFlags<F extends string>(
+  args: string[],
+  flags: Record<F, { env: string }>,
+  env: NodeJS.ProcessEnv,
+): { values: Partial<Record<F, string>>; help: boolean; json: boolean; positionals: string[] } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, json: { type: 'boolean' } };
+  for (const name of Object.keys(flags)) options[name] = { type: 'string' };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values: Partial<Record<F, string>> = {};
+  for (const [name, spec] of Object.entries(flags) as [F, { env: string }][]) {
+    const fromFlag = parsed.values[name];
+    const value = typeof fromFlag === 'string' ? fromFlag : env[spec.env];
+    if (value !== undefined && value !== '') values[name] = value;
+  }
+  return { values, help: parsed.values.help === true, json: parsed.values.json === true, positionals: parsed.positionals };
+}
+
+export function helpText(usage: string, flags: Record<string, { env: string; help: string; default: string }>): string {
+  const rows = Object.entries(flags).map(([name, f]) => `  --${name.padEnd(20)} ${f.help}\n  ${''.padEnd(22)} env ${f.env}, default ${f.default}`);
+  return `${usage}\n\nOptions (each also read from its environment variable; the flag wins):\n${rows.join('\n')}\n  --help                 show this help\n`;
+}

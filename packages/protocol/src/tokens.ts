@@ -1,0 +1,51 @@
+/** `typ` header of access tokens (RFC 9068). */
+export const ACCESS_TOKEN_TYPE = 'at+jwt';
+/** `typ` header of refresh tokens: never accepted where an access token is expected. */
+export const REFRESH_TOKEN_TYPE = 'refresh+jwt';
+
+/** Signature algorithms a Tessera key ring may sign with; verifiers allow-list these. */
+export const SIGNING_ALGORITHMS = ['RS256', 'PS256', 'ES256', 'EdDSA'] as const;
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+
+/** Claims of a Tessera access token. */
+export interface AccessTokenClaims {
+  iss: string;
+  /** The user id, as a string. */
+  sub: string;
+  aud: string | string[];
+  exp: number;
+  iat: number;
+  jti: string;
+  /** The session id. */
+  sid: string;
+  username: string;
+  roles: string[];
+}
+
+/** Claims of a Tessera refresh token: ids only, no name and no roles. */
+export interface RefreshTokenClaims {
+  iss: string;
+  sub: string;
+  /** The issuer itself: a refresh token is only ever for the auth server. */
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  sid: string;
+}
+
+/** The body of a successful login or refresh. Lifetimes in seconds. */
+export interface TokenPair {
+  access_token: string;
+  /** Left out in cookie mode, where the refresh token travels in an httpOnly cookie. */
+  refresh_token?: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_expires_in: number;
+  session_id: string;
+}
+
+/** Refresh cookie name over plain http (local development). */
+export const REFRESH_COOKIE = 'tessera_refresh';
+/** Refresh cookie name when the cookie is `Secure` (the `__Secure-` prefix binds it to https). */
+export const SECURE_REFRESH_COOKIE = '__Secure-tessera_refresh';

@@ -1,0 +1,180 @@
+import { isAbsolute, resolve } from 'node:path';
+import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '@tessera/protocol';
+import { type Clock, systemClock } from './lib/clock.js';
+import { parseDuration } from './lib/duration.js';
+
+/** A limit of `max` attempts per `windowSeconds`. */
+export interface RateLimit {
+  max: number;
+  windowSeconds: number;
+}
+
+/** Options of one auth server. Every field has a default (see `DEFAULTS`). */
+export interface ServerOptions {
+  /** Listen port; 0 picks a free one. Default 4000. */
+  port?: number;
+  /** Listen address. Default `127.0.0.1`. */
+  host?: string;
+  /** Embedded database and generated keys. Default `./.tessera`. */
+  dataDir?: string;
+  /** `postgres://…`: a real PostgreSQL instead of the embedded one. */
+  databaseUrl?: string;
+  /** Connections in the PostgreSQL pool. Default 10. */
+  databasePoolSize?: number;
+  /** Accepted for the scale-out mode; not used by a single instance yet. */
+  redisUrl?: string;
+  /** `iss` of every token. Default `http://localhost:<port>`. */
+  issuer?: string;
+  /** `aud` of access tokens. Default `tessera-api`. */
+  audience?: string;
+  /** Signing algorithm of new keys. Default `RS256`. */
+  alg?: SigningAlgorithm;
+  /** Access token lifetime: seconds or `15m` style. Default 15 minutes. */
+  accessTtl?: number | string;
+  /** Refresh token (session) lifetime: seconds or `30d` style. Default 30 days. */
+  refreshTtl?: number | string;
+  /** How long a just-rotated refresh token may be presented again. Default 10 s. */
+  reuseGrace?: number | string;
+  /** `single`: a new login ends the user's other sessions. Default `multiple`. */
+  sessionPolicy?: 'multiple' | 'single';
+  /** `closed`: only operators create users. Default `open`. */
+  signup?: 'open' | 'closed';
+  /** PEM (PKCS#8) file to sign with instead of the key ring. */
+  privateKeyFile?: string;
+  /** `ip=100/1m,user=10/15m` or parsed limits. Cannot be turned off. */
+  rateLimit?: string | { ip: RateLimit; user: RateLimit };
+  /** Trust `X-Forwarded-*`: `true` for any proxy, or a comma list of proxy addresses/CIDRs. Default false. */
+  trustProxy?: boolean | string;
+  /** Logging: `false` silences it, a level name sets it. Default `info`. */
+  log?: false | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** Time source in ms; tests inject one. */
+  clock?: Clock;
+}
+
+/** Options after validation: every value present, durations in seconds. */
+export interface ServerConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
+  redisUrl: string | undefined;
+  issuer: string | undefined;
+  audience: string;
+  alg: SigningAlgorithm;
+  accessTtl: number;
+  refreshTtl: number;
+  reuseGrace: number;
+  sessionPolicy: 'multiple' | 'single';
+  signup: 'open' | 'closed';
+  privateKeyFile: string | undefined;
+  rateLimit: { ip: RateLimit; user: RateLimit };
+  trustProxy: boolean | string;
+  log: ServerOptions['log'];
+  clock: Clock;
+}
+
+export const DEFAULTS = {
+  port: 4000,
+  host: '127.0.0.1',
+  dataDir: './.tessera',
+  databasePoolSize: 10,
+  audience: 'tessera-api',
+  alg: 'RS256',
+  accessTtl: '15m',
+  refreshTtl: '30d',
+  reuseGrace: '10s',
+  sessionPolicy: 'multiple',
+  signup: 'open',
+  rateLimit: 'ip=100/1m,user=10/15m',
+  log: 'info',
+} as const;
+
+/**
+ * Validates options once, naming the bad one, and returns a frozen config.
+ * @throws TypeError for an option that cannot be right.
+ */
+export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfig> {
+  const port = options.port ?? DEFAULTS.port;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new TypeError(`port: expected 0..65535, got ${port}`);
+  const alg = options.alg ?? DEFAULTS.alg;
+  if (!SIGNING_ALGORITHMS.includes(alg)) {
+    throw new TypeError(`alg: expected one of ${SIGNING_ALGORITHMS.join(', ')}, got ${String(alg)}`);
+  }
+  const accessTtl = duration('accessTtl', options.accessTtl ?? DEFAULTS.accessTtl, 1);
+  const refreshTtl = duration('refreshTtl', options.refreshTtl ?? DEFAULTS.refreshTtl, 1);
+  const reuseGrace = duration('reuseGrace', options.reuseGrace ?? DEFAULTS.reuseGrace, 0);
+  if (refreshTtl <= accessTtl) throw new TypeError('refreshTtl: must be longer than accessTtl');
+  if (reuseGrace > 300) throw new TypeError('reuseGrace: at most 5m (a longer window lets a thief replay)');
+  const sessionPolicy = options.sessionPolicy ?? DEFAULTS.sessionPolicy;
+  if (sessionPolicy !== 'multiple' && sessionPolicy !== 'single') {
+    throw new TypeError(`sessionPolicy: expected multiple or single, got ${String(sessionPolicy)}`);
+  }
+  const signup = options.signup ?? DEFAULTS.signup;
+  if (signup !== 'open' && signup !== 'closed') throw new TypeError(`signup: expected open or closed, got ${String(signup)}`);
+  const issuer = options.issuer;
+  if (issuer !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(issuer);
+    } catch {
+      throw new TypeError(`issuer: expected an absolute http(s) URL, got ${issuer}`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('issuer: expected an http(s) URL');
+  }
+  const databaseUrl = options.databaseUrl || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new TypeError('databaseUrl: expected postgres://… or postgresql://…');
+  }
+  const dataDir = options.dataDir ?? DEFAULTS.dataDir;
+  const rateLimit =
+    typeof options.rateLimit === 'object' ? options.rateLimit : parseRateLimit(options.rateLimit ?? DEFAULTS.rateLimit);
+  const databasePoolSize = options.databasePoolSize ?? DEFAULTS.databasePoolSize;
+  if (!Number.isInteger(databasePoolSize) || databasePoolSize < 1) throw new TypeError('databasePoolSize: expected a positive integer');
+  return Object.freeze({
+    port,
+    host: options.host ?? DEFAULTS.host,
+    dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
+    databaseUrl,
+    databasePoolSize,
+    redisUrl: options.redisUrl || undefined,
+    issuer: issuer?.replace(/\/+$/, ''),
+    audience: options.audience ?? DEFAULTS.audience,
+    alg,
+    accessTtl,
+    refreshTtl,
+    reuseGrace,
+    sessionPolicy,
+    signup,
+    privateKeyFile: options.privateKeyFile || undefined,
+    rateLimit,
+    trustProxy: options.trustProxy ?? false,
+    log: options.log ?? DEFAULTS.log,
+    clock: options.clock ?? systemClock,
+  });
+}
+
+function duration(name: string, value: number | string, min: number): number {
+  const seconds = typeof value === 'number' ? value : parseDuration(value);
+  if (seconds === undefined || !Number.isInteger(seconds) || seconds < min) {
+    throw new TypeError(`${name}: expected a duration like 30s, 15m, 1h or 7d, got ${String(value)}`);
+  }
+  return seconds;
+}
+
+/** Parses `ip=100/1m,user=10/15m`. Both parts are required: no limit can be switched off. */
+export function parseRateLimit(text: string): { ip: RateLimit; user: RateLimit } {
+  const parts = new Map<string, RateLimit>();
+  for (const part of text.split(',')) {
+    const match = /^\s*(ip|user)=(\d+)\/(\w+)\s*$/.exec(part);
+    const windowSeconds = match ? parseDuration(match[3]!) : undefined;
+    if (!match || windowSeconds === undefined || windowSeconds < 1 || Number(match[2]) < 1) {
+      throw new TypeError(`rateLimit: expected ip=N/window,user=N/window (like ip=100/1m,user=10/15m), got ${text}`);
+    }
+    parts.set(match[1]!, { max: Number(match[2]), windowSeconds });
+  }
+  const ip = parts.get('ip');
+  const user = parts.get('user');
+  if (!ip || !user) throw new TypeError('rateLimit: both ip= and user= limits are required');
+  return { ip, user };
+}

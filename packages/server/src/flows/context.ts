@@ -1,0 +1,20 @@
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config.js';
+import type { KeyRing } from '../keys/key_ring.js';
+import type { RateLimiter } from '../lib/rate_limiter.js';
+import type { Store } from '../store/store.js';
+
+/** Everything a flow needs; built once per server by `createAuthServer`. */
+export interface AuthContext {
+  readonly config: Readonly<ServerConfig>;
+  readonly store: Store;
+  readonly keys: KeyRing;
+  /** `iss` of tokens: known once the server listens (port 0 picks the port late). */
+  issuer(): string;
+  /** Milliseconds since the epoch, from the injected clock. */
+  now(): number;
+  /** Verified against for unknown users, so their timing matches a wrong password. */
+  readonly dummyHash: string;
+  readonly limits: { readonly ip: RateLimiter; readonly user: RateLimiter };
+  readonly log: Logger;
+}

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { TesseraError } from '@tessera/protocol';
+import { newRefreshJti, refreshJtiHash } from '../keys/tokens.js';
+import { verifyPassword } from '../lib/passwords.js';
+import type { ClientInfo, UserRecord } from '../store/records.js';
+import type { AuthContext } from './context.js';
+import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
+import { checkIpLimit, checkUserLimit, countFailedLogin } from './rate_limits.js';
+
+/**
+ * Password login: checks the password, opens a session and issues its first pair.
+ * An unknown user and a wrong password get the same error after the same
+ * argon2id work; only the right password learns that an account is disabled.
+ */
+export async function login(
+  ctx: AuthContext,
+  input: { username: string; password: string; client: ClientInfo },
+): Promise<IssuedPair> {
+  await checkIpLimit(ctx, input.client);
+  await checkUserLimit(ctx, input.client, input.username);
+  const found = await ctx.store.findUserByUsername(input.username.normalize('NFKC'));
+  // Always one argon2id verify, against a dummy hash when there is no such user.
+  const ok = await verifyPassword(found?.passwordHash ?? ctx.dummyHash, input.password);
+  if (!found || !ok) {
+    countFailedLogin(ctx, input.username);
+    await ctx.store.appendAudit(new Date(ctx.now()), [
+      {
+        event: 'login.failed',
+        outcome: 'failure',
+        userId: found?.id ?? null,
+        username: found?.username ?? null,
+        ip: input.client.ip,
+        userAgent: input.client.userAgent,
+        reason: found ? 'wrong_password' : 'unknown_user',
+      },
+    ]);
+    throw new TesseraError('invalid_credentials');
+  }
+  if (found.disabledAt) {
+    await ctx.store.appendAudit(new Date(ctx.now()), [
+      {
+        event: 'login.failed',
+        outcome: 'failure',
+        userId: found.id,
+        username: found.username,
+        ip: input.client.ip,
+        userAgent: input.client.userAgent,
+        reason: 'account_disabled',
+      },
+    ]);
+    throw new TesseraError('account_disabled');
+  }
+  return openSession(ctx, found, input.client);
+}
+
+/** Opens a session for `user` and issues its first token pair. */
+export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo): Promise<IssuedPair> {
+  const now = ctx.now();
+  const sessionId = randomUUID();
+  const jti = newRefreshJti();
+  const issuedAt = new Date(now);
+  const expiresAt = new Date(now + ctx.config.refreshTtl * 1000);
+  await ctx.store.createSession({
+    session: { id: sessionId, user, client },
+    token: { jtiHash: refreshJtiHash(jti), issuedAt, expiresAt },
+    single: ctx.config.sessionPolicy === 'single',
+    now: issuedAt,
+  });
+  return issueTokenPair(ctx, { user, sessionId, refreshJti: jti, issuedAt, expiresAt });
+}

@@ -1,0 +1,79 @@
+import { ACCESS_TOKEN_TYPE, TesseraError } from '@tessera/protocol';
+import { decodeProtectedHeader } from 'jose';
+import { checkPasswordPolicy, hashPassword, verifyPassword } from '../lib/passwords.js';
+import type { ClientInfo, SessionRecord } from '../store/records.js';
+import { type Authenticated, verifyAccessToken } from './authenticate.js';
+import type { AuthContext } from './context.js';
+import { verifyRefreshToken } from './rotate_refresh_token.js';
+
+/**
+ * Ends the session of an access or refresh token. Idempotent: a token of a
+ * session that already ended is fine, a forged or expired one is not.
+ */
+export async function logout(ctx: AuthContext, input: { token: string; client: ClientInfo }): Promise<void> {
+  let typ: unknown;
+  try {
+    typ = decodeProtectedHeader(input.token).typ;
+  } catch {
+    throw new TesseraError('invalid_token');
+  }
+  const claims =
+    typ === ACCESS_TOKEN_TYPE ? await verifyAccessToken(ctx, input.token) : await verifyRefreshToken(ctx, input.token);
+  await ctx.store.revokeSession({
+    sessionId: claims.sid,
+    userId: claims.sub,
+    reason: 'logout',
+    now: new Date(ctx.now()),
+    audit: { userId: claims.sub, ip: input.client.ip, userAgent: input.client.userAgent },
+  });
+}
+
+/** Ends every session of the caller. */
+export async function logoutAll(ctx: AuthContext, auth: Authenticated, client: ClientInfo): Promise<void> {
+  await ctx.store.revokeUserSessions({
+    userId: auth.user.id,
+    reason: 'logout_all',
+    now: new Date(ctx.now()),
+    audit: { userId: auth.user.id, username: auth.user.username, ip: client.ip, userAgent: client.userAgent },
+  });
+}
+
+export function listSessions(ctx: AuthContext, auth: Authenticated): Promise<SessionRecord[]> {
+  return ctx.store.listActiveSessions(auth.user.id, new Date(ctx.now()));
+}
+
+/** Ends one of the caller's own sessions; someone else's is `not_found`, as is an unknown one. */
+export async function revokeOwnSession(
+  ctx: AuthContext,
+  auth: Authenticated,
+  input: { sessionId: string; client: ClientInfo },
+): Promise<void> {
+  const ended = await ctx.store.revokeSession({
+    sessionId: input.sessionId,
+    userId: auth.user.id,
+    reason: 'logout',
+    now: new Date(ctx.now()),
+    audit: { userId: auth.user.id, username: auth.user.username, ip: input.client.ip, userAgent: input.client.userAgent },
+  });
+  if (!ended) throw new TesseraError('not_found', 'No such session.');
+}
+
+/** Changes the caller's password and ends every other session. */
+export async function changePassword(
+  ctx: AuthContext,
+  auth: Authenticated,
+  input: { currentPassword: string; newPassword: string; client: ClientInfo },
+): Promise<void> {
+  checkPasswordPolicy(input.newPassword);
+  if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
+    throw new TesseraError('invalid_credentials');
+  }
+  await ctx.store.changePassword({
+    userId: auth.user.id,
+    username: auth.user.username,
+    passwordHash: await hashPassword(input.newPassword),
+    keepSessionId: auth.session.id,
+    now: new Date(ctx.now()),
+    client: input.client,
+  });
+}

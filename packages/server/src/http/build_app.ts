@@ -1,0 +1,69 @@
+import cookie from '@fastify/cookie';
+import swagger from '@fastify/swagger';
+import { TesseraError } from '@tessera/protocol';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { AuthContext } from '../flows/context.js';
+import { sendError } from './error_reply.js';
+import { accountRoutes } from './routes/account_routes.js';
+import { discoveryRoutes } from './routes/discovery_routes.js';
+import { tokenRoutes } from './routes/token_routes.js';
+import { SHARED_SCHEMAS } from './schemas.js';
+
+/** Request bodies here are a name and a password: 16 KiB is plenty, anything larger is refused. */
+const BODY_LIMIT = 16 * 1024;
+
+/** The Fastify application of the auth server: routes only parse, call a flow and map the result. */
+export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    trustProxy: ctx.config.trustProxy,
+    // Wrong-typed fields are refused, never coerced ("123" stays no number, 123 no string).
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  });
+
+  // An empty body with a JSON content type means "no body" (many clients send the
+  // header on every POST); anything else goes through Fastify's safe parser,
+  // which refuses __proto__ and constructor pollution.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (request, body, done) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    parseJson(request, text, done);
+  });
+
+  await app.register(cookie);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Tessera auth server',
+        version: '0.1.0',
+        description: 'Access + refresh token pairs with rotation and reuse detection. Every error is {error, message} with a stable code.',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          refreshCookie: { type: 'apiKey', in: 'cookie', name: 'tessera_refresh' },
+        },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  for (const schema of SHARED_SCHEMAS) app.addSchema(structuredClone(schema) as unknown as Record<string, unknown>);
+
+  app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new TesseraError('not_found')));
+  app.addHook('onSend', async (request, reply) => {
+    // Token responses must never be cached (RFC 6749 §5.1); nor must anything under /auth.
+    if (request.url.startsWith('/auth/')) reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
+  tokenRoutes(app, ctx);
+  accountRoutes(app, ctx);
+  discoveryRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,68 @@
+import { TesseraError, TOKEN_ERROR_CODES } from '@tessera/protocol';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+const TOKEN_CODES: ReadonlySet<string> = new Set(TOKEN_ERROR_CODES);
+
+/**
+ * The one place where an error becomes an HTTP response. Anything that is not a
+ * `TesseraError` or a request Fastify refused is a 5xx: logged in full,
+ * answered with `internal_error` and nothing more.
+ */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  const tessera = toTesseraError(error);
+  if (tessera.status >= 500) {
+    request.log.error({ err: error }, tessera.code === 'unavailable' ? 'database unavailable' : 'unexpected error');
+  } else if (tessera.code === 'invalid_token' || tessera.code === 'token_expired') {
+    // Why a token was refused is for the operator (the cause names the failed check), not the client.
+    request.log.info({ code: tessera.code, reason: causeMessage(tessera) }, 'token refused');
+  }
+  if (TOKEN_CODES.has(tessera.code)) {
+    // RFC 6750 §3.1: every Bearer token failure is "invalid_token"; the body says which.
+    reply.header('www-authenticate', 'Bearer error="invalid_token"');
+  }
+  if (tessera.retryAfter !== undefined) reply.header('retry-after', String(tessera.retryAfter));
+  return reply
+    .code(tessera.status)
+    .header('cache-control', 'no-store')
+    .send({ error: tessera.code, message: tessera.message });
+}
+
+/** Maps anything thrown in a request to a coded error. */
+export function toTesseraError(error: unknown): TesseraError {
+  if (error instanceof TesseraError) return error;
+  if (isDatabaseDown(error)) return new TesseraError('unavailable', undefined, { retryAfter: 5 });
+  const fastifyError = error as { statusCode?: number; code?: string; validation?: unknown; message?: string };
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 404) return new TesseraError('not_found');
+    // Validation messages name the field and the rule ("body/password must be string"), never the value.
+    const message = fastifyError.validation
+      ? `Invalid request: ${fastifyError.message}.`
+      : status === 413
+        ? 'The request body is too large.'
+        : status === 415
+          ? 'The request body must be JSON (Content-Type: application/json).'
+          : fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError
+            ? 'The request body is not valid JSON.'
+            : ERROR_FALLBACK;
+    return new TesseraError('invalid_request', message, { cause: error });
+  }
+  return new TesseraError('internal_error', undefined, { cause: error });
+}
+
+const ERROR_FALLBACK = 'The request is malformed.';
+
+/** Connection-level failures of either driver: the database is not answering. */
+function isDatabaseDown(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  // 08xxx: connection exceptions; 57P01-57P03: admin shutdown, crash, cannot connect now.
+  return /^(08|57P0[1-3])/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(code);
+}
+
+function causeMessage(error: Error): string | undefined {
+  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
+  if (!cause) return undefined;
+  return typeof cause.code === 'string' ? `${cause.code}: ${String(cause.message)}` : String(cause.message);
+}

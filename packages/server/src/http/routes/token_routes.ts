@@ -1,0 +1,144 @@
+import { TesseraError } from '@tessera/protocol';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { AuthContext } from '../../flows/context.js';
+import type { IssuedPair } from '../../flows/issue_token_pair.js';
+import { login } from '../../flows/login.js';
+import { registerUser } from '../../flows/register_user.js';
+import { rotateRefreshToken } from '../../flows/rotate_refresh_token.js';
+import { logout } from '../../flows/sessions.js';
+import { assertSameOrigin, clearRefreshCookie, readRefreshCookie, setRefreshCookie } from '../refresh_cookie.js';
+import { bearerToken, clientInfo } from '../request_context.js';
+import { errorResponses, TOKEN_ERRORS } from '../schemas.js';
+
+interface CredentialsBody {
+  username: string;
+  password: string;
+  use_cookie?: boolean;
+}
+
+/** Register, login, refresh, logout: the routes that make and end sessions. */
+export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
+  app.post<{ Body: CredentialsBody }>(
+    '/auth/register',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Create an account',
+        body: { $ref: 'Credentials#' },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              user: {
+                type: 'object',
+                properties: { id: { type: 'string', format: 'uuid' }, username: { type: 'string' } },
+                required: ['id', 'username'],
+              },
+            },
+            required: ['user'],
+          },
+          ...errorResponses('invalid_request', 'weak_password', 'username_taken', 'signup_disabled', 'rate_limited', 'unavailable'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const user = await registerUser(ctx, { ...request.body, client: clientInfo(request) });
+      return reply.code(201).send({ user: { id: user.id, username: user.username } });
+    },
+  );
+
+  app.post<{ Body: CredentialsBody }>(
+    '/auth/login',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Sign in with a username and password',
+        description: 'Opens a session and returns its first token pair. With use_cookie, the refresh token is set as an httpOnly cookie.',
+        body: { $ref: 'Credentials#' },
+        response: {
+          200: { $ref: 'TokenPair#' },
+          ...errorResponses('invalid_request', 'invalid_credentials', 'account_disabled', 'rate_limited', 'unavailable'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const issuer = ctx.issuer();
+      if (request.body.use_cookie) assertSameOrigin(request, issuer);
+      const pair = await login(ctx, { username: request.body.username, password: request.body.password, client: clientInfo(request) });
+      return sendPair(reply, ctx, pair, request.body.use_cookie === true);
+    },
+  );
+
+  app.post<{ Body: { refresh_token?: string } | undefined }>(
+    '/auth/refresh',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange a refresh token for a new pair',
+        description:
+          'The refresh token comes from Authorization: Bearer, the body, or the cookie (in that order). Every refresh rotates it. ' +
+          'Presenting the token just rotated again within the reuse grace returns the same successor; any other reuse is token_reused and ends the session.',
+        body: {
+          type: 'object',
+          properties: { refresh_token: { type: 'string', minLength: 1, maxLength: 8192 } },
+          additionalProperties: false,
+        },
+        security: [{ bearer: [] }, { refreshCookie: [] }],
+        response: {
+          200: { $ref: 'TokenPair#' },
+          ...errorResponses('invalid_request', 'invalid_token', 'token_expired', 'token_revoked', 'token_reused', 'unavailable'),
+        },
+      },
+    },
+    async (request, reply) => {
+      const issuer = ctx.issuer();
+      let token = bearerToken(request) ?? request.body?.refresh_token;
+      const fromCookie = token === undefined;
+      if (fromCookie) {
+        token = readRefreshCookie(request, issuer);
+        if (token === undefined) throw new TesseraError('invalid_token', 'A refresh token is required.');
+        assertSameOrigin(request, issuer);
+      }
+      try {
+        const pair = await rotateRefreshToken(ctx, { refreshToken: token!, client: clientInfo(request) });
+        return sendPair(reply, ctx, pair, fromCookie);
+      } catch (error) {
+        // A dead cookie is of no further use: drop it, so the browser stops sending it.
+        if (fromCookie && error instanceof TesseraError && error.status === 401) clearRefreshCookie(reply, issuer);
+        throw error;
+      }
+    },
+  );
+
+  app.post(
+    '/auth/logout',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'End the session of the presented access or refresh token',
+        security: [{ bearer: [] }, { refreshCookie: [] }],
+        response: { 204: { type: 'null', description: 'The session is over.' }, ...errorResponses(...TOKEN_ERRORS, 'unavailable') },
+      },
+    },
+    async (request, reply) => {
+      const issuer = ctx.issuer();
+      let token = bearerToken(request);
+      if (token === undefined) {
+        token = readRefreshCookie(request, issuer);
+        if (token === undefined) throw new TesseraError('invalid_token', 'An access or refresh token is required.');
+        assertSameOrigin(request, issuer);
+      }
+      clearRefreshCookie(reply, issuer);
+      await logout(ctx, { token, client: clientInfo(request) });
+      return reply.code(204).send();
+    },
+  );
+}
+
+function sendPair(reply: FastifyReply, ctx: AuthContext, pair: IssuedPair, useCookie: boolean): FastifyReply {
+  if (!useCookie) return reply.send(pair.body);
+  const { refresh_token, ...body } = pair.body;
+  setRefreshCookie(reply, ctx.issuer(), refresh_token, body.refresh_expires_in);
+  return reply.send(body);
+}
+

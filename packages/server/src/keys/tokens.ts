@@ -1,0 +1,108 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import {
+  ACCESS_TOKEN_TYPE,
+  type AccessTokenClaims,
+  REFRESH_TOKEN_TYPE,
+  type RefreshTokenClaims,
+  TesseraError,
+} from '@tessera/protocol';
+import { errors, jwtVerify, SignJWT } from 'jose';
+import type { KeyRing } from './key_ring.js';
+
+/** Signs an access token (RFC 9068 `at+jwt`): who, which session, which roles. Nothing secret. */
+export async function signAccessToken(
+  ring: KeyRing,
+  input: { issuer: string; audience: string; userId: string; username: string; roles: string[]; sessionId: string; now: number; ttl: number },
+): Promise<{ token: string; claims: AccessTokenClaims }> {
+  const iat = Math.floor(input.now / 1000);
+  const claims: AccessTokenClaims = {
+    iss: input.issuer,
+    sub: input.userId,
+    aud: input.audience,
+    exp: iat + input.ttl,
+    iat,
+    jti: randomUUID(),
+    sid: input.sessionId,
+    username: input.username,
+    roles: input.roles,
+  };
+  const token = await new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: ACCESS_TOKEN_TYPE })
+    .sign(ring.signer.key);
+  return { token, claims };
+}
+
+/** Signs a refresh token: ids only. Its audience is the issuer itself. */
+export async function signRefreshToken(
+  ring: KeyRing,
+  input: { issuer: string; userId: string; sessionId: string; jti: string; issuedAt: Date; expiresAt: Date },
+): Promise<string> {
+  const claims: RefreshTokenClaims = {
+    iss: input.issuer,
+    sub: input.userId,
+    aud: input.issuer,
+    exp: Math.floor(input.expiresAt.getTime() / 1000),
+    iat: Math.floor(input.issuedAt.getTime() / 1000),
+    jti: input.jti,
+    sid: input.sessionId,
+  };
+  return new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: REFRESH_TOKEN_TYPE })
+    .sign(ring.signer.key);
+}
+
+/** A fresh refresh token id: 256 random bits. */
+export function newRefreshJti(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * The id of the token that replaces `jti`. Derived, not stored: the database
+ * keeps hashes only, yet a replay within the grace window can still be answered
+ * with the very same successor (same `jti`, same `iat`/`exp`).
+ */
+export function successorJti(jti: string): string {
+  return createHash('sha256').update(`tessera/successor\0${jti}`).digest('base64url');
+}
+
+/** What the database keeps of a refresh token: a SHA-256 of its `jti`. */
+export function refreshJtiHash(jti: string): string {
+  return createHash('sha256').update(`tessera/refresh\0${jti}`).digest('base64url');
+}
+
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+/**
+ * Verifies a token of the given `typ` against the key ring: allow-listed `alg`,
+ * known `kid`, `iss`, `aud`, `exp`/`nbf` (5 s tolerance), required claims.
+ * Rejects with `token_expired` or `invalid_token`; never says which check failed
+ * to the client (the log gets the reason).
+ */
+export async function verifyToken<T extends AccessTokenClaims | RefreshTokenClaims>(
+  ring: KeyRing,
+  token: string,
+  expect: { typ: typeof ACCESS_TOKEN_TYPE | typeof REFRESH_TOKEN_TYPE; issuer: string; audience: string; now: number },
+): Promise<T> {
+  try {
+    const { payload } = await jwtVerify(token, (header) => ring.verificationKey(header), {
+      algorithms: ring.algorithms(),
+      issuer: expect.issuer,
+      audience: expect.audience,
+      typ: expect.typ,
+      currentDate: new Date(expect.now),
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
+    });
+    if (typeof payload.sid !== 'string' || typeof payload.jti !== 'string') {
+      throw new TesseraError('invalid_token');
+    }
+    if (expect.typ === ACCESS_TOKEN_TYPE && (typeof payload.username !== 'string' || !Array.isArray(payload.roles))) {
+      throw new TesseraError('invalid_token');
+    }
+    return payload as unknown as T;
+  } catch (error) {
+    if (error instanceof TesseraError) throw error;
+    if (error instanceof errors.JWTExpired) throw new TesseraError('token_expired', undefined, { cause: error });
+    throw new TesseraError('invalid_token', undefined, { cause: error });
+  }
+}

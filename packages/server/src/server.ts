@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
+import type { AuthContext } from './flows/context.js';
+import { buildApp } from './http/build_app.js';
+import { KeyRing } from './keys/key_ring.js';
+import { createLogger } from './lib/logger.js';
+import { createDummyHash } from './lib/passwords.js';
+import { RateLimiter } from './lib/rate_limiter.js';
+import type { Database } from './store/database.js';
+import { lockDataDir } from './store/data_dir_lock.js';
+import { migrate } from './store/migrations.js';
+import { openPgliteDatabase } from './store/pglite_database.js';
+import { openPostgresDatabase } from './store/postgres_database.js';
+import { Store } from './store/store.js';
+
+/** A data directory of `memory://` keeps everything in memory: gone when the process ends. */
+export const MEMORY_DATA_DIR = 'memory://';
+
+export interface AuthServer {
+  readonly app: FastifyInstance;
+  readonly context: AuthContext;
+  readonly config: Readonly<ServerConfig>;
+  /** Starts listening; resolves to the base URL (with the port chosen when `port` is 0). */
+  listen(): Promise<string>;
+  /** Stops accepting, drains in-flight requests, closes the database, releases the data directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database (migrating it), loads the key ring and builds the HTTP app.
+ *
+ * @example
+ * const server = await createAuthServer({ port: 0, dataDir: './.tessera' })
+ * const url = await server.listen()
+ */
+export async function createAuthServer(options: ServerOptions = {}): Promise<AuthServer> {
+  const config = resolveConfig(options);
+  const log = createLogger(config.log);
+  const { db, release } = await openDatabase(config);
+  let issuer = config.issuer;
+  try {
+    await migrate(db);
+    const store = new Store(db, (entry) => log.info({ audit: entry }, entry.event));
+    const keys = await KeyRing.load(store, { alg: config.alg, privateKeyFile: config.privateKeyFile, now: new Date(config.clock()) });
+    if (config.redisUrl) log.warn('--redis-url is accepted but not used yet: rate limits are per instance');
+    const context: AuthContext = {
+      config,
+      store,
+      keys,
+      issuer: () => issuer ?? `http://localhost:${config.port}`,
+      now: config.clock,
+      dummyHash: await createDummyHash(),
+      limits: { ip: new RateLimiter(config.rateLimit.ip), user: new RateLimiter(config.rateLimit.user) },
+      log,
+    };
+    const app = await buildApp(context);
+    let closed = false;
+    return {
+      app,
+      context,
+      config,
+      async listen() {
+        await app.listen({ port: config.port, host: config.host });
+        const address = app.server.address();
+        const port = typeof address === 'object' && address ? address.port : config.port;
+        issuer ??= `http://localhost:${port}`;
+        const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+        return `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${port}`;
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        try {
+          await app.close();
+          await store.close();
+        } finally {
+          release();
+        }
+      },
+    };
+  } catch (error) {
+    await db.close().catch(() => {});
+    release();
+    throw error;
+  }
+}
+
+async function openDatabase(config: ServerConfig): Promise<{ db: Database; release: () => void }> {
+  if (config.databaseUrl) {
+    return { db: await openPostgresDatabase({ url: config.databaseUrl, poolSize: config.databasePoolSize }), release: () => {} };
+  }
+  if (config.dataDir.endsWith(MEMORY_DATA_DIR)) return { db: await openPgliteDatabase(undefined), release: () => {} };
+  const release = lockDataDir(config.dataDir);
+  try {
+    return { db: await openPgliteDatabase(join(config.dataDir, 'db')), release };
+  } catch (error) {
+    release();
+    throw error;
+  }
+}

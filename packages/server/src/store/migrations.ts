@@ -1,0 +1,113 @@
+import type { Database } from './database.js';
+
+/**
+ * Versioned schema changes, applied in order at start (`tessera serve`) or by
+ * `tessera migrate`. Never edit a released migration: add the next one.
+ * Plain PostgreSQL, so PGlite and a real server run the very same text.
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'users, sessions, refresh tokens, signing keys, audit log',
+    sql: `
+CREATE TABLE users (
+  id uuid PRIMARY KEY,
+  username text NOT NULL,
+  password_hash text NOT NULL,
+  roles text[] NOT NULL DEFAULT '{}',
+  disabled_at timestamptz,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL
+);
+-- Usernames are unique regardless of case: "Alice" cannot shadow "alice".
+CREATE UNIQUE INDEX users_username_key ON users (lower(username));
+
+CREATE TABLE sessions (
+  id uuid PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL,
+  last_used_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  revoked_at timestamptz,
+  revoked_reason text,
+  user_agent text,
+  ip text
+);
+CREATE INDEX sessions_user_id_idx ON sessions (user_id);
+CREATE INDEX sessions_revoked_at_idx ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+
+-- One row per refresh token ever issued; a session is one family (a chain of
+-- parent -> child). Only a SHA-256 of the token's jti is kept: a copy of this
+-- table does not let anyone present a token.
+CREATE TABLE refresh_tokens (
+  jti_hash text PRIMARY KEY,
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  parent_hash text UNIQUE,
+  issued_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz
+);
+CREATE INDEX refresh_tokens_session_id_idx ON refresh_tokens (session_id);
+
+CREATE TABLE signing_keys (
+  kid text PRIMARY KEY,
+  alg text NOT NULL,
+  public_jwk jsonb NOT NULL,
+  private_jwk jsonb NOT NULL,
+  created_at timestamptz NOT NULL,
+  retired_at timestamptz
+);
+
+-- No foreign keys: the history of a removed user or session must survive it.
+CREATE TABLE audit_events (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at timestamptz NOT NULL,
+  event text NOT NULL,
+  user_id uuid,
+  username text,
+  session_id uuid,
+  ip text,
+  user_agent text,
+  outcome text NOT NULL,
+  reason text
+);
+CREATE INDEX audit_events_user_id_idx ON audit_events (user_id, id DESC);
+`,
+  },
+];
+
+/** An arbitrary constant: the advisory lock that serialises migrations across instances. */
+const MIGRATION_LOCK = 0x7e55e7a;
+
+/** Applies the migrations not yet applied; safe when several instances start at once. */
+export async function migrate(db: Database): Promise<{ applied: number[] }> {
+  return db.transaction(async (tx) => {
+    // Lock first: two instances starting together must not both create the table.
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await tx.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = await tx.query<{ version: number }>('SELECT version FROM schema_migrations');
+    const have = new Set(done.rows.map((r) => r.version));
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (have.has(migration.version)) continue;
+      for (const statement of splitStatements(migration.sql)) await tx.query(statement);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+        migration.version,
+        migration.name,
+      ]);
+      applied.push(migration.version);
+    }
+    return { applied };
+  });
+}
+
+// Statements go one by one through the parameterised path, which both drivers
+// run inside the transaction. Our migrations hold no semicolons in literals.
+function splitStatements(sql: string): string[] {
+  return sql
+    .split(/;\s*$/m)
+    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
+    .filter((s) => s.length > 0);
+}

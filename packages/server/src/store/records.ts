@@ -1,0 +1,90 @@
+/** Rows of the store, as the flows see them. Times are `Date`s; ids are UUID strings. */
+
+export interface UserRecord {
+  id: string;
+  username: string;
+  passwordHash: string;
+  roles: string[];
+  disabledAt: Date | null;
+  createdAt: Date;
+}
+
+export interface SessionRecord {
+  id: string;
+  userId: string;
+  createdAt: Date;
+  lastUsedAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  userAgent: string | null;
+  ip: string | null;
+}
+
+/** Why a session ended; the audit log and the revocation feed carry it. */
+export type RevokeReason =
+  | 'logout'
+  | 'logout_all'
+  | 'password_changed'
+  | 'policy_single'
+  | 'admin'
+  | 'user_disabled'
+  | 'user_removed'
+  | 'token_reused';
+
+/** A refresh token row: the token itself is never stored, only a hash of its `jti`. */
+export interface RefreshTokenRecord {
+  jtiHash: string;
+  sessionId: string;
+  parentHash: string | null;
+  issuedAt: Date;
+  expiresAt: Date;
+  usedAt: Date | null;
+}
+
+export interface SigningKeyRecord {
+  kid: string;
+  alg: string;
+  publicJwk: Record<string, unknown>;
+  privateJwk: Record<string, unknown>;
+  createdAt: Date;
+  retiredAt: Date | null;
+}
+
+export type AuditEventName =
+  | 'user.registered'
+  | 'login.succeeded'
+  | 'login.failed'
+  | 'token.refreshed'
+  | 'token.reused'
+  | 'session.revoked'
+  | 'password.changed'
+  | 'user.disabled'
+  | 'user.enabled'
+  | 'user.removed'
+  | 'key.rotated'
+  | 'key.retired'
+  | 'rate_limited';
+
+/** One security event. Never a token, a hash or a password. */
+export interface AuditEntry {
+  event: AuditEventName;
+  outcome: 'success' | 'failure';
+  userId?: string | null;
+  username?: string | null;
+  sessionId?: string | null;
+  ip?: string | null;
+  userAgent?: string | null;
+  reason?: string | null;
+}
+
+export interface AuditRecord extends Required<AuditEntry> {
+  id: string;
+  at: Date;
+}
+
+/** Where a request came from, kept on sessions and audit rows. */
+export interface ClientInfo {
+  ip: string | null;
+  userAgent: string | null;
+}

@@ -1,0 +1,515 @@
+import { TesseraError } from '@tessera/protocol';
+import type { Database, Queryable } from './database.js';
+import type {
+  AuditEntry,
+  AuditRecord,
+  ClientInfo,
+  RefreshTokenRecord,
+  RevokeReason,
+  SessionRecord,
+  SigningKeyRecord,
+  UserRecord,
+} from './records.js';
+
+/** Called once per audit row after its transaction committed (the JSON log line). */
+export type AuditSink = (entry: AuditEntry & { at: Date }) => void;
+
+/** A refresh token to be stored: its `jti` hash and lifetime. */
+export interface NewRefreshToken {
+  jtiHash: string;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+/** What a refresh attempt came to, decided under the session's row lock. */
+export type RotationOutcome =
+  | { kind: 'rotated'; user: UserRecord; session: SessionRecord; successor: NewRefreshToken }
+  /** The token was rotated moments ago: hand out the same successor again. */
+  | { kind: 'replayed'; user: UserRecord; session: SessionRecord; successor: NewRefreshToken }
+  | { kind: 'reused' }
+  | { kind: 'revoked' }
+  | { kind: 'expired' }
+  | { kind: 'unknown' };
+
+export interface RotateInput {
+  sessionId: string;
+  jtiHash: string;
+  /** The successor to store if this token is the session's current one. */
+  successor: NewRefreshToken;
+  now: Date;
+  /** How long after its rotation a token may be presented again, in ms. */
+  graceMs: number;
+  client: ClientInfo;
+}
+
+/**
+ * The auth server's state, as atomic operations in plain PostgreSQL. Every method
+ * that changes something writes its audit rows in the same transaction.
+ */
+export class Store {
+  readonly db: Database;
+  readonly #audit: AuditSink;
+
+  constructor(db: Database, audit: AuditSink = () => {}) {
+    this.db = db;
+    this.#audit = audit;
+  }
+
+  /** Runs `fn` in a transaction and reports its audit rows once it committed. */
+  async #write<T>(now: Date, fn: (tx: Queryable, audit: (e: AuditEntry) => Promise<void>) => Promise<T>): Promise<T> {
+    const written: AuditEntry[] = [];
+    const result = await this.db.transaction((tx) =>
+      fn(tx, async (entry) => {
+        await insertAudit(tx, now, entry);
+        written.push(entry);
+      }),
+    );
+    for (const entry of written) this.#audit({ ...entry, at: now });
+    return result;
+  }
+
+  async ping(): Promise<void> {
+    await this.db.query('SELECT 1');
+  }
+
+  // ---- users ----
+
+  async createUser(
+    input: { id: string; username: string; passwordHash: string; roles: string[]; now: Date },
+    audit: Omit<AuditEntry, 'event' | 'outcome'>,
+  ): Promise<UserRecord> {
+    try {
+      return await this.#write(input.now, async (tx, log) => {
+        const { rows } = await tx.query<UserRow>(
+          `INSERT INTO users (id, username, password_hash, roles, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $5) RETURNING *`,
+          [input.id, input.username, input.passwordHash, input.roles, input.now],
+        );
+        const user = toUser(rows[0]!);
+        await log({ ...audit, event: 'user.registered', outcome: 'success', userId: user.id, username: user.username });
+        return user;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new TesseraError('username_taken');
+      throw error;
+    }
+  }
+
+  async findUserByUsername(username: string): Promise<UserRecord | null> {
+    const { rows } = await this.db.query<UserRow>('SELECT * FROM users WHERE lower(username) = lower($1)', [username]);
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async findUserById(id: string): Promise<UserRecord | null> {
+    const { rows } = await this.db.query<UserRow>('SELECT * FROM users WHERE id = $1', [id]);
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  /** Sets a new password hash and ends every other session of the user. */
+  async changePassword(input: {
+    userId: string;
+    username: string;
+    passwordHash: string;
+    keepSessionId: string;
+    now: Date;
+    client: ClientInfo;
+  }): Promise<{ revoked: string[] }> {
+    return this.#write(input.now, async (tx, log) => {
+      await tx.query('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1', [
+        input.userId,
+        input.passwordHash,
+        input.now,
+      ]);
+      const base = { userId: input.userId, username: input.username, ...clientAudit(input.client) };
+      await log({ ...base, event: 'password.changed', outcome: 'success', sessionId: input.keepSessionId });
+      const revoked = await revokeWhere(tx, 'user_id = $1 AND id <> $2', [input.userId, input.keepSessionId], input.now, 'password_changed');
+      for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'password_changed' });
+      return { revoked };
+    });
+  }
+
+  // ---- sessions and refresh tokens ----
+
+  /**
+   * Opens a session with its first refresh token. With `policy: 'single'` the
+   * user's other sessions end in the same transaction.
+   */
+  async createSession(input: {
+    session: { id: string; user: UserRecord; client: ClientInfo };
+    token: NewRefreshToken;
+    single: boolean;
+    now: Date;
+  }): Promise<{ revoked: string[] }> {
+    const { session, token, now } = input;
+    return this.#write(now, async (tx, log) => {
+      const base = { userId: session.user.id, username: session.user.username, ...clientAudit(session.client) };
+      let revoked: string[] = [];
+      if (input.single) {
+        revoked = await revokeWhere(tx, 'user_id = $1', [session.user.id], now, 'policy_single');
+        for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'policy_single' });
+      }
+      await tx.query(
+        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
+         VALUES ($1, $2, $3, $3, $4, $5, $6)`,
+        [session.id, session.user.id, now, token.expiresAt, session.client.userAgent, session.client.ip],
+      );
+      await tx.query(
+        'INSERT INTO refresh_tokens (jti_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)',
+        [token.jtiHash, session.id, token.issuedAt, token.expiresAt],
+      );
+      await log({ ...base, event: 'login.succeeded', outcome: 'success', sessionId: session.id });
+      return { revoked };
+    });
+  }
+
+  /**
+   * Rotates a refresh token, or recognises a replay or a theft.
+   *
+   * Why a row lock and not compare-and-swap: all tokens of a session are one
+   * family, and every decision about the family (rotate, replay within grace,
+   * revoke on reuse) must see the family as it is after the previous decision
+   * committed. `SELECT … FOR UPDATE` on the session row queues concurrent
+   * refreshes of the same session one behind the other, so of 20 parallel
+   * refreshes of one token exactly one inserts the successor and the other 19
+   * read it back as a replay. A CAS on `used_at` alone would tell the losers
+   * that they lost, but not give them the winner's successor when its
+   * transaction had not committed yet: they would have to fail or retry. The
+   * lock is per session, so different users never wait for each other. On PGlite,
+   * transactions run one at a time, which gives the same order.
+   */
+  async rotateRefreshToken(input: RotateInput): Promise<RotationOutcome> {
+    const { now } = input;
+    return this.#write(now, async (tx, log) => {
+      const sessions = await tx.query<SessionRow>('SELECT * FROM sessions WHERE id = $1 FOR UPDATE', [input.sessionId]);
+      const sessionRow = sessions.rows[0];
+      if (!sessionRow) return { kind: 'unknown' };
+      const tokens = await tx.query<TokenRow>(
+        'SELECT * FROM refresh_tokens WHERE jti_hash = $1 AND session_id = $2',
+        [input.jtiHash, input.sessionId],
+      );
+      const tokenRow = tokens.rows[0];
+      if (!tokenRow) return { kind: 'unknown' };
+      const session = toSession(sessionRow);
+      const token = toToken(tokenRow);
+      if (session.revokedAt) return { kind: 'revoked' };
+      if (session.expiresAt <= now || token.expiresAt <= now) return { kind: 'expired' };
+
+      const users = await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [session.userId]);
+      const user = users.rows[0] ? toUser(users.rows[0]) : null;
+      const base = { userId: session.userId, username: user?.username ?? null, sessionId: session.id, ...clientAudit(input.client) };
+      if (!user || user.disabledAt) {
+        // Refresh re-reads the user: a disabled account ends here, at the latest.
+        await revokeWhere(tx, 'id = $1', [session.id], now, 'user_disabled');
+        await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'user_disabled' });
+        return { kind: 'revoked' };
+      }
+
+      if (token.usedAt === null) {
+        const successor = input.successor;
+        await tx.query(
+          'INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)',
+          [successor.jtiHash, session.id, token.jtiHash, successor.issuedAt, successor.expiresAt],
+        );
+        await tx.query('UPDATE refresh_tokens SET used_at = $2 WHERE jti_hash = $1', [token.jtiHash, now]);
+        const updated = await tx.query<SessionRow>(
+          'UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *',
+          [session.id, now, successor.expiresAt],
+        );
+        await log({ ...base, event: 'token.refreshed', outcome: 'success' });
+        return { kind: 'rotated', user, session: toSession(updated.rows[0]!), successor };
+      }
+
+      // Used before. Within the grace window, and only while its child is still the
+      // session's current token, this is a second tab or a lost response: give
+      // the same successor back. Anything else is a stolen token in play.
+      const children = await tx.query<TokenRow>('SELECT * FROM refresh_tokens WHERE parent_hash = $1', [token.jtiHash]);
+      const child = children.rows[0] ? toToken(children.rows[0]) : null;
+      if (child && child.usedAt === null && now.getTime() - token.usedAt.getTime() <= input.graceMs) {
+        await log({ ...base, event: 'token.refreshed', outcome: 'success', reason: 'grace_replay' });
+        return {
+          kind: 'replayed',
+          user,
+          session,
+          successor: { jtiHash: child.jtiHash, issuedAt: child.issuedAt, expiresAt: child.expiresAt },
+        };
+      }
+      await revokeWhere(tx, 'id = $1', [session.id], now, 'token_reused');
+      await log({ ...base, event: 'token.reused', outcome: 'failure', reason: 'refresh token presented after rotation; session revoked' });
+      await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'token_reused' });
+      return { kind: 'reused' };
+    });
+  }
+
+  /** The session of an access token and its user, for the revocation check. */
+  async getSessionWithUser(sessionId: string): Promise<{ session: SessionRecord; user: UserRecord } | null> {
+    const { rows } = await this.db.query<SessionRow & { u: UserRow }>(
+      `SELECT s.*, row_to_json(u) AS u FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`,
+      [sessionId],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return { session: toSession(row), user: toUser(parseJsonUser(row.u)) };
+  }
+
+  /** Sessions of a user that have not ended, newest first. */
+  async listActiveSessions(userId: string, now: Date): Promise<SessionRecord[]> {
+    const { rows } = await this.db.query<SessionRow>(
+      `SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+       ORDER BY created_at DESC, id`,
+      [userId, now],
+    );
+    return rows.map(toSession);
+  }
+
+  /**
+   * Ends one session. With `userId`, only if the session is that user's (so a
+   * caller cannot end someone else's). Returns whether a live session ended.
+   */
+  async revokeSession(input: {
+    sessionId: string;
+    userId?: string;
+    reason: RevokeReason;
+    now: Date;
+    audit: Omit<AuditEntry, 'event' | 'outcome'>;
+  }): Promise<boolean> {
+    return this.#write(input.now, async (tx, log) => {
+      const where = input.userId === undefined ? 'id = $1' : 'id = $1 AND user_id = $2';
+      const params = input.userId === undefined ? [input.sessionId] : [input.sessionId, input.userId];
+      const revoked = await revokeWhere(tx, where, params, input.now, input.reason);
+      if (revoked.length === 0) return false;
+      await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: input.sessionId, reason: input.reason });
+      return true;
+    });
+  }
+
+  /** Ends every live session of a user. Returns the ids that ended. */
+  async revokeUserSessions(input: {
+    userId: string;
+    reason: RevokeReason;
+    now: Date;
+    audit: Omit<AuditEntry, 'event' | 'outcome'>;
+  }): Promise<string[]> {
+    return this.#write(input.now, async (tx, log) => {
+      const revoked = await revokeWhere(tx, 'user_id = $1', [input.userId], input.now, input.reason);
+      for (const id of revoked) await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: id, reason: input.reason });
+      return revoked;
+    });
+  }
+
+  /** Refresh tokens of a session, oldest first (tests and operators). */
+  async listRefreshTokens(sessionId: string): Promise<RefreshTokenRecord[]> {
+    const { rows } = await this.db.query<TokenRow>(
+      'SELECT * FROM refresh_tokens WHERE session_id = $1 ORDER BY issued_at, jti_hash',
+      [sessionId],
+    );
+    return rows.map(toToken);
+  }
+
+  // ---- signing keys ----
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM signing_keys ORDER BY created_at, kid');
+    return rows.map(toKey);
+  }
+
+  /**
+   * Returns the newest live key for `alg`, creating one with `generate` if there is
+   * none. An advisory lock makes instances that start together agree on one key.
+   */
+  async ensureSigningKey(
+    alg: string,
+    now: Date,
+    generate: () => Promise<Omit<SigningKeyRecord, 'createdAt' | 'retiredAt'>>,
+  ): Promise<SigningKeyRecord> {
+    return this.#write(now, async (tx, log) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [SIGNING_KEY_LOCK]);
+      const existing = await tx.query<KeyRow>(
+        'SELECT * FROM signing_keys WHERE alg = $1 AND retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1',
+        [alg],
+      );
+      if (existing.rows[0]) return toKey(existing.rows[0]);
+      const key = await generate();
+      const { rows } = await tx.query<KeyRow>(
+        'INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+        [key.kid, key.alg, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), now],
+      );
+      await log({ event: 'key.rotated', outcome: 'success', reason: `generated ${key.alg} key ${key.kid}` });
+      return toKey(rows[0]!);
+    });
+  }
+
+  // ---- audit ----
+
+  /** Records events that change nothing else (a failed login, a rate limit). */
+  async appendAudit(now: Date, entries: AuditEntry[]): Promise<void> {
+    await this.#write(now, async (_tx, log) => {
+      for (const entry of entries) await log(entry);
+    });
+  }
+
+  /** A user's own events, newest first; `before` is the `id` cursor of the last page. */
+  async listAudit(input: { userId?: string; limit: number; before?: string }): Promise<AuditRecord[]> {
+    const params: unknown[] = [input.limit];
+    const where: string[] = [];
+    if (input.userId !== undefined) {
+      params.push(input.userId);
+      where.push(`user_id = $${params.length}`);
+    }
+    if (input.before !== undefined) {
+      params.push(input.before);
+      where.push(`id < $${params.length}::bigint`);
+    }
+    const { rows } = await this.db.query<AuditRow>(
+      `SELECT id::text AS id, at, event, user_id, username, session_id, ip, user_agent, outcome, reason
+       FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $1`,
+      params,
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      event: r.event as AuditRecord['event'],
+      userId: r.user_id,
+      username: r.username,
+      sessionId: r.session_id,
+      ip: r.ip,
+      userAgent: r.user_agent,
+      outcome: r.outcome as AuditRecord['outcome'],
+      reason: r.reason,
+    }));
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+const SIGNING_KEY_LOCK = 0x7e55e7b;
+
+async function revokeWhere(tx: Queryable, where: string, params: unknown[], now: Date, reason: RevokeReason): Promise<string[]> {
+  const n = params.length;
+  const { rows } = await tx.query<{ id: string }>(
+    `UPDATE sessions SET revoked_at = $${n + 1}, revoked_reason = $${n + 2}
+     WHERE ${where} AND revoked_at IS NULL RETURNING id`,
+    [...params, now, reason],
+  );
+  return rows.map((r) => r.id);
+}
+
+async function insertAudit(tx: Queryable, at: Date, e: AuditEntry): Promise<void> {
+  await tx.query(
+    `INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [at, e.event, e.userId ?? null, e.username ?? null, e.sessionId ?? null, e.ip ?? null, e.userAgent ?? null, e.outcome, e.reason ?? null],
+  );
+}
+
+function clientAudit(client: ClientInfo): { ip: string | null; userAgent: string | null } {
+  return { ip: client.ip, userAgent: client.userAgent };
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+}
+
+interface UserRow {
+  id: string;
+  username: string;
+  password_hash: string;
+  roles: string[];
+  disabled_at: Date | string | null;
+  created_at: Date | string;
+}
+interface SessionRow {
+  id: string;
+  user_id: string;
+  created_at: Date;
+  last_used_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  revoked_reason: string | null;
+  user_agent: string | null;
+  ip: string | null;
+}
+interface TokenRow {
+  jti_hash: string;
+  session_id: string;
+  parent_hash: string | null;
+  issued_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+}
+interface KeyRow {
+  kid: string;
+  alg: string;
+  public_jwk: Record<string, unknown>;
+  private_jwk: Record<string, unknown>;
+  created_at: Date;
+  retired_at: Date | null;
+}
+interface AuditRow {
+  id: string;
+  at: Date;
+  event: string;
+  user_id: string | null;
+  username: string | null;
+  session_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  outcome: string;
+  reason: string | null;
+}
+
+const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+const dateOrNull = (v: Date | string | null): Date | null => (v === null ? null : date(v));
+
+function toUser(r: UserRow): UserRecord {
+  return {
+    id: r.id,
+    username: r.username,
+    passwordHash: r.password_hash,
+    roles: r.roles,
+    disabledAt: dateOrNull(r.disabled_at),
+    createdAt: date(r.created_at),
+  };
+}
+
+// row_to_json renders a row as JSON text or an object depending on the driver.
+function parseJsonUser(u: unknown): UserRow {
+  return (typeof u === 'string' ? JSON.parse(u) : u) as UserRow;
+}
+
+function toSession(r: SessionRow): SessionRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+    revokedReason: r.revoked_reason,
+    userAgent: r.user_agent,
+    ip: r.ip,
+  };
+}
+
+function toToken(r: TokenRow): RefreshTokenRecord {
+  return {
+    jtiHash: r.jti_hash,
+    sessionId: r.session_id,
+    parentHash: r.parent_hash,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+  };
+}
+
+function toKey(r: KeyRow): SigningKeyRecord {
+  return {
+    kid: r.kid,
+    alg: r.alg,
+    publicJwk: r.public_jwk,
+    privateJwk: r.private_jwk,
+    createdAt: r.created_at,
+    retiredAt: r.retired_at,
+  };
+}
