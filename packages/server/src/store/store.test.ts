@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { TesseraError } from '@tessera/protocol';
+import { createDatabase, startPostgres, type PostgresServer } from '../../../../test/support/postgres_server.js';
+import type { Database } from './database.js';
+import { migrate } from './migrations.js';
+import { openPgliteDatabase } from './pglite_database.js';
+import { openPostgresDatabase } from './postgres_database.js';
+import type { AuditEntry, UserRecord } from './records.js';
+import { type NewRefreshToken, Store } from './store.js';
+
+/**
+ * One behavioural suite for the store, run against the embedded PGlite and a
+ * real PostgreSQL 15 server: the same SQL must behave the same on both.
+ */
+function storeSuite(driver: string, open: () => Promise<Database>) {
+  describe(`Store on ${driver}`, () => {
+    let store: Store;
+    const audited: AuditEntry[] = [];
+    const t0 = new Date(Date.UTC(2030, 0, 1));
+    const at = (seconds: number) => new Date(t0.getTime() + seconds * 1000);
+    const client = { ip: '203.0.113.7', userAgent: 'store-test' };
+
+    before(async () => {
+      const db = await open();
+      await migrate(db);
+      store = new Store(db, (entry) => audited.push(entry));
+    });
+    after(() => store?.close());
+
+    async function newUser(name = `u${randomUUID().slice(0, 8)}`): Promise<UserRecord> {
+      return store.createUser({ id: randomUUID(), username: name, passwordHash: 'argon2-hash', roles: ['reader'], now: t0 }, client);
+    }
+    const token = (issued: number, ttl = 3600): NewRefreshToken => ({
+      jtiHash: randomUUID(),
+      issuedAt: at(issued),
+      expiresAt: at(issued + ttl),
+    });
+    async function newSession(user: UserRecord, first = token(0)) {
+      const id = randomUUID();
+      await store.createSession({ session: { id, user, client }, token: first, single: false, now: first.issuedAt });
+      return { id, first };
+    }
+
+    test('migrations are versioned and applying them twice changes nothing', async () => {
+      assert.deepEqual(await migrate(store.db), { applied: [] });
+      const { rows } = await store.db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      assert.deepEqual(rows.map((r) => r.version), [1]);
+    });
+
+    test('usernames are unique regardless of case; the second gets username_taken and nothing is written', async () => {
+      const user = await newUser('CaseUser');
+      await assert.rejects(newUser('caseuser'), (e: unknown) => e instanceof TesseraError && e.code === 'username_taken');
+      assert.equal((await store.findUserByUsername('CASEUSER'))?.id, user.id);
+      const { rows } = await store.db.query("SELECT 1 FROM users WHERE lower(username) = 'caseuser'");
+      assert.equal(rows.length, 1);
+      assert.deepEqual(user.roles, ['reader']);
+    });
+
+    test('a rotation stores the successor, marks the parent used and keeps hashes only', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user);
+      const next = token(60);
+      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client });
+      assert.equal(outcome.kind, 'rotated');
+      const tokens = await store.listRefreshTokens(id);
+      assert.equal(tokens.length, 2);
+      assert.deepEqual(tokens[0]?.usedAt, at(60));
+      assert.equal(tokens[1]?.parentHash, first.jtiHash);
+      assert.equal(tokens[1]?.usedAt, null);
+      const columns = await store.db.query<{ column_name: string }>(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'refresh_tokens'",
+      );
+      assert.ok(!columns.rows.some((c) => c.column_name === 'token' || c.column_name === 'jti'), 'no raw token or jti column');
+    });
+
+    test('within the grace window the parent gets the same successor back; after it, reuse revokes the session', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user);
+      const next = token(10);
+      await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(10), graceMs: 10_000, client });
+      const replay = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client });
+      assert.equal(replay.kind, 'replayed');
+      assert.equal(replay.kind === 'replayed' && replay.successor.jtiHash, next.jtiHash);
+      assert.equal((await store.listRefreshTokens(id)).length, 2, 'a replay stores nothing new');
+
+      const late = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client });
+      assert.equal(late.kind, 'reused');
+      const state = await store.getSessionWithUser(id);
+      assert.equal(state?.session.revokedReason, 'token_reused');
+      const afterwards = await store.rotateRefreshToken({ sessionId: id, jtiHash: next.jtiHash, successor: token(22), now: at(22), graceMs: 10_000, client });
+      assert.equal(afterwards.kind, 'revoked', 'the successor dies with the family');
+      assert.ok(audited.some((e) => e.event === 'token.reused' && e.sessionId === id));
+    });
+
+    test('a grandparent is reuse at any time, even inside the grace window', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user);
+      const b = token(1);
+      await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: b, now: at(1), graceMs: 60_000, client });
+      await store.rotateRefreshToken({ sessionId: id, jtiHash: b.jtiHash, successor: token(2), now: at(2), graceMs: 60_000, client });
+      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(3), now: at(3), graceMs: 60_000, client });
+      assert.equal(outcome.kind, 'reused');
+    });
+
+    test('20 parallel rotations of one token make exactly one successor', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user);
+      const outcomes = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(5), now: at(5 + i / 100), graceMs: 10_000, client }),
+        ),
+      );
+      assert.equal(outcomes.filter((o) => o.kind === 'rotated').length, 1);
+      assert.equal(outcomes.filter((o) => o.kind === 'replayed').length, 19);
+      const successors = new Set(outcomes.map((o) => (o.kind === 'rotated' || o.kind === 'replayed' ? o.successor.jtiHash : o.kind)));
+      assert.equal(successors.size, 1, 'one lineage');
+      assert.equal((await store.listRefreshTokens(id)).length, 2);
+    });
+
+    test('unknown, expired and disabled-user tokens are refused; a disabled user loses the session', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user, token(0, 100));
+      assert.equal((await store.rotateRefreshToken({ sessionId: id, jtiHash: 'nope', successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
+      assert.equal((await store.rotateRefreshToken({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
+      assert.equal((await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client })).kind, 'expired');
+
+      const other = await newUser();
+      const s = await newSession(other);
+      await store.db.query('UPDATE users SET disabled_at = $2 WHERE id = $1', [other.id, t0]);
+      assert.equal((await store.rotateRefreshToken({ sessionId: s.id, jtiHash: s.first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'revoked');
+      assert.equal((await store.getSessionWithUser(s.id))?.session.revokedReason, 'user_disabled');
+    });
+
+    test('a rotation re-reads the user: a changed role is in the outcome', async () => {
+      const user = await newUser();
+      const { id, first } = await newSession(user);
+      await store.db.query("UPDATE users SET roles = '{admin}' WHERE id = $1", [user.id]);
+      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client });
+      assert.equal(outcome.kind, 'rotated');
+      assert.deepEqual(outcome.kind === 'rotated' && outcome.user.roles, ['admin']);
+    });
+
+    test('revoking: one session (only the owner can), all of a user, and a password change keeps the current one', async () => {
+      const user = await newUser();
+      const stranger = await newUser();
+      const a = await newSession(user);
+      const b = await newSession(user);
+      const c = await newSession(user);
+      assert.equal(await store.revokeSession({ sessionId: a.id, userId: stranger.id, reason: 'logout', now: at(1), audit: {} }), false);
+      assert.equal(await store.revokeSession({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(1), audit: {} }), true);
+      assert.equal(await store.revokeSession({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(2), audit: {} }), false, 'already over');
+      const { revoked } = await store.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: c.id, now: at(3), client });
+      assert.deepEqual(revoked, [b.id]);
+      assert.deepEqual((await store.listActiveSessions(user.id, at(4))).map((s) => s.id), [c.id]);
+      assert.equal((await store.findUserById(user.id))?.passwordHash, 'new-hash');
+      assert.deepEqual(await store.revokeUserSessions({ userId: user.id, reason: 'logout_all', now: at(5), audit: {} }), [c.id]);
+      assert.deepEqual(await store.listActiveSessions(user.id, at(6)), []);
+    });
+
+    test('single-session policy ends the other sessions in the login transaction', async () => {
+      const user = await newUser();
+      const a = await newSession(user);
+      const { revoked } = await store.createSession({ session: { id: randomUUID(), user, client }, token: token(1), single: true, now: at(1) });
+      assert.deepEqual(revoked, [a.id]);
+      assert.equal((await store.getSessionWithUser(a.id))?.session.revokedReason, 'policy_single');
+    });
+
+    test('audit rows are written with the change and page newest first', async () => {
+      const user = await newUser();
+      for (let i = 0; i < 3; i++) await newSession(user);
+      const first = await store.listAudit({ userId: user.id, limit: 2 });
+      assert.deepEqual(first.map((e) => e.event), ['login.succeeded', 'login.succeeded']);
+      const rest = await store.listAudit({ userId: user.id, limit: 10, before: first[1]!.id });
+      assert.deepEqual(rest.map((e) => e.event), ['login.succeeded', 'user.registered']);
+      assert.ok(rest.every((e) => e.ip === client.ip));
+    });
+
+    test('instances starting together agree on one signing key', async () => {
+      let generated = 0;
+      const generate = async () => {
+        generated += 1;
+        return { kid: `kid-${randomUUID()}`, alg: 'ES256', publicJwk: { kty: 'EC' }, privateJwk: { kty: 'EC', d: 'x' } };
+      };
+      const keys = await Promise.all([store.ensureSigningKey('ES256', t0, generate), store.ensureSigningKey('ES256', t0, generate)]);
+      assert.equal(keys[0].kid, keys[1].kid);
+      assert.equal(generated, 1);
+    });
+  });
+}
+
+storeSuite('PGlite', () => openPgliteDatabase(undefined));
+
+let postgres: PostgresServer | undefined;
+after(() => postgres?.stop());
+storeSuite('PostgreSQL', async () => {
+  postgres = await startPostgres();
+  return openPostgresDatabase({ url: await createDatabase(postgres.url, 'store_suite') });
+});
