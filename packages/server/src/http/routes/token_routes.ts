@@ -69,9 +69,13 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
-  app.post<{ Body: { refresh_token?: string } | undefined }>(
+  app.post<{ Body: { refresh_token?: string } | null }>(
     '/auth/refresh',
     {
+      // No body at all is the usual case (the token is in a header or the cookie).
+      preValidation: async (request) => {
+        request.body ??= null;
+      },
       schema: {
         tags: ['auth'],
         summary: 'Exchange a refresh token for a new pair',
@@ -79,7 +83,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
           'The refresh token comes from Authorization: Bearer, the body, or the cookie (in that order). Every refresh rotates it. ' +
           'Presenting the token just rotated again within the reuse grace returns the same successor; any other reuse is token_reused and ends the session.',
         body: {
-          type: 'object',
+          type: ['object', 'null'],
           properties: { refresh_token: { type: 'string', minLength: 1, maxLength: 8192 } },
           additionalProperties: false,
         },
