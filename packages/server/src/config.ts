@@ -3,6 +3,9 @@ import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '@tessera/protocol';
 import { type Clock, systemClock } from './lib/clock.js';
 import { parseDuration } from './lib/duration.js';
 
+/** A data directory of `memory://` keeps everything in memory: gone when the process ends. */
+export const MEMORY_DATA_DIR = 'memory://';
+
 /** A limit of `max` attempts per `windowSeconds`. */
 export interface RateLimit {
   max: number;
@@ -47,6 +50,8 @@ export interface ServerOptions {
   trustProxy?: boolean | string;
   /** Logging: `false` silences it, a level name sets it. Default `info`. */
   log?: false | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** Where log lines go. Default stdout. */
+  logStream?: NodeJS.WritableStream;
   /** Time source in ms; tests inject one. */
   clock?: Clock;
 }
@@ -71,6 +76,7 @@ export interface ServerConfig {
   rateLimit: { ip: RateLimit; user: RateLimit };
   trustProxy: boolean | string;
   log: ServerOptions['log'];
+  logStream: NodeJS.WritableStream | undefined;
   clock: Clock;
 }
 
@@ -134,7 +140,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
   return Object.freeze({
     port,
     host: options.host ?? DEFAULTS.host,
-    dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
+    dataDir: dataDir === MEMORY_DATA_DIR || isAbsolute(dataDir) ? dataDir : resolve(dataDir),
     databaseUrl,
     databasePoolSize,
     redisUrl: options.redisUrl || undefined,
@@ -150,6 +156,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     rateLimit,
     trustProxy: options.trustProxy ?? false,
     log: options.log ?? DEFAULTS.log,
+    logStream: options.logStream,
     clock: options.clock ?? systemClock,
   });
 }

@@ -1,4 +1,4 @@
-export { DEFAULTS, parseRateLimit, type RateLimit, resolveConfig, type ServerConfig, type ServerOptions } from './config.js';
+export { DEFAULTS, MEMORY_DATA_DIR, parseRateLimit, type RateLimit, resolveConfig, type ServerConfig, type ServerOptions } from './config.js';
 export { type Authenticated, authenticate } from './flows/authenticate.js';
 export type { AuthContext } from './flows/context.js';
 export { createUser, normalizeUsername } from './flows/register_user.js';
@@ -6,7 +6,7 @@ export { generateSigningKey, KeyRing, type PublicJwk } from './keys/key_ring.js'
 export { refreshJtiHash, successorJti } from './keys/tokens.js';
 export type { Clock } from './lib/clock.js';
 export { parseDuration } from './lib/duration.js';
-export { type AuthServer, createAuthServer, MEMORY_DATA_DIR } from './server.js';
+export { type AuthServer, createAuthServer } from './server.js';
 export type { Database, Queryable } from './store/database.js';
 export { DataDirInUseError, lockDataDir } from './store/data_dir_lock.js';
 export { MIGRATIONS, migrate } from './store/migrations.js';

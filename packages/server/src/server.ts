@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
+import { MEMORY_DATA_DIR, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
 import type { AuthContext } from './flows/context.js';
 import { buildApp } from './http/build_app.js';
 import { KeyRing } from './keys/key_ring.js';
@@ -14,8 +14,6 @@ import { openPgliteDatabase } from './store/pglite_database.js';
 import { openPostgresDatabase } from './store/postgres_database.js';
 import { Store } from './store/store.js';
 
-/** A data directory of `memory://` keeps everything in memory: gone when the process ends. */
-export const MEMORY_DATA_DIR = 'memory://';
 
 export interface AuthServer {
   readonly app: FastifyInstance;
@@ -36,7 +34,7 @@ export interface AuthServer {
  */
 export async function createAuthServer(options: ServerOptions = {}): Promise<AuthServer> {
   const config = resolveConfig(options);
-  const log = createLogger(config.log);
+  const log = createLogger(config.log, config.logStream);
   const { db, release } = await openDatabase(config);
   let issuer = config.issuer;
   try {
@@ -90,7 +88,7 @@ async function openDatabase(config: ServerConfig): Promise<{ db: Database; relea
   if (config.databaseUrl) {
     return { db: await openPostgresDatabase({ url: config.databaseUrl, poolSize: config.databasePoolSize }), release: () => {} };
   }
-  if (config.dataDir.endsWith(MEMORY_DATA_DIR)) return { db: await openPgliteDatabase(undefined), release: () => {} };
+  if (config.dataDir === MEMORY_DATA_DIR) return { db: await openPgliteDatabase(undefined), release: () => {} };
   const release = lockDataDir(config.dataDir);
   try {
     return { db: await openPgliteDatabase(join(config.dataDir, 'db')), release };

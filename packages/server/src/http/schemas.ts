@@ -31,7 +31,7 @@ export const SHARED_SCHEMAS = [
     type: 'object',
     properties: {
       username: { type: 'string', minLength: 1, maxLength: 256 },
-      password: { type: 'string', minLength: 1, maxLength: 4096 },
+      password: { type: 'string', maxLength: 4096 },
       use_cookie: {
         type: 'boolean',
         description: 'Put the refresh token in an httpOnly, SameSite=Strict cookie scoped to /auth instead of the body.',

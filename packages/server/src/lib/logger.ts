@@ -1,11 +1,11 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 
 /**
  * JSON logs with every place a secret could sit redacted. Requests are logged
  * by path only: a query string never reaches a log line.
  */
-export function createLogger(level: false | string = 'info'): Logger {
-  return pino({
+export function createLogger(level: false | string = 'info', stream?: NodeJS.WritableStream): Logger {
+  const options: LoggerOptions = {
     level: level === false ? 'silent' : level,
     redact: {
       paths: [
@@ -39,5 +39,6 @@ export function createLogger(level: false | string = 'info'): Logger {
         stack: err.stack,
       }),
     },
-  });
+  };
+  return stream ? pino(options, stream as DestinationStream) : pino(options);
 }

@@ -361,7 +361,7 @@ export class Store {
     }
     const { rows } = await this.db.query<AuditRow>(
       `SELECT id::text AS id, at, event, user_id, username, session_id, ip, user_agent, outcome, reason
-       FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $1`,
+       FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY audit_events.id DESC LIMIT $1`,
       params,
     );
     return rows.map((r) => ({

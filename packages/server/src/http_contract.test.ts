@@ -1,0 +1,293 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { errorCodes } from '@tessera/protocol';
+import { decodeJwt } from 'jose';
+import { signUp, startTestServer, type TestServer, uniqueName } from '../../../test/support/test_server.js';
+
+describe('bad input gets a clear error and changes nothing', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(() => t.close());
+
+  const userCount = async () => Number((await t.server.context.store.db.query<{ n: string }>('SELECT count(*)::text AS n FROM users')).rows[0]!.n);
+
+  test('malformed JSON, missing and wrong-typed fields, extra fields, oversized bodies: invalid_request', async () => {
+    const before = await userCount();
+    const cases: { body: unknown; headers?: Record<string, string> }[] = [
+      { body: '{"username": "x", "password": ' },
+      { body: '{}' },
+      { body: { username: 'someone' } },
+      { body: { password: 'long enough password' } },
+      { body: { username: 123, password: 'long enough password' } },
+      { body: { username: 'someone', password: 12345678 } },
+      { body: { username: ['a'], password: 'long enough password' } },
+      { body: { username: 'someone', password: 'long enough password', admin: true } },
+      { body: '"just a string"' },
+      { body: '{"__proto__": {"admin": true}, "username": "x", "password": "long enough password"}' },
+      { body: JSON.stringify({ username: 'someone', password: 'x'.repeat(20_000) }) },
+      { body: 'username=a&password=b', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+    ];
+    for (const [i, c] of cases.entries()) {
+      for (const path of ['/auth/register', '/auth/login']) {
+        const res = await t.call('POST', path, { body: c.body, headers: c.headers });
+        assert.equal(res.status, 400, `case ${i} on ${path}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.error, 'invalid_request', `case ${i} on ${path}`);
+        assert.equal(typeof res.body.message, 'string');
+        assert.deepEqual(Object.keys(res.body).sort(), ['error', 'message']);
+      }
+    }
+    assert.equal(await userCount(), before, 'no user was created');
+  });
+
+  test('usernames of the wrong shape and weak passwords are refused before anything is written', async () => {
+    const before = await userCount();
+    for (const username of ['ab', 'x'.repeat(65), 'has space', '<script>', 'semi;colon']) {
+      const res = await t.call('POST', '/auth/register', { body: { username, password: 'long enough password' } });
+      assert.equal(res.body.error, 'invalid_request', username);
+    }
+    for (const password of ['', 'short', '1234567', 'x'.repeat(1025)]) {
+      const res = await t.call('POST', '/auth/register', { body: { username: uniqueName(), password } });
+      assert.equal(res.status, 400);
+      assert.equal(res.body.error, 'weak_password', `length ${password.length}`);
+    }
+    // 8 characters, counted as characters, not bytes: four emoji are 4 characters, not enough.
+    assert.equal((await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: '🔑🔑🔑🔑' } })).body.error, 'weak_password');
+    assert.equal(await userCount(), before);
+    assert.equal((await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: '🔑'.repeat(8) } })).status, 201);
+    assert.equal((await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: 'x'.repeat(1024) } })).status, 201);
+  });
+
+  test('username_taken is 409, case-insensitively', async () => {
+    const { username } = await signUp(t);
+    const res = await t.call('POST', '/auth/register', { body: { username: username.toUpperCase(), password: 'another password' } });
+    assert.equal(res.status, 409);
+    assert.equal(res.body.error, 'username_taken');
+  });
+
+  test('unknown routes and methods are not_found in the contract shape', async () => {
+    for (const [method, path] of [['GET', '/nope'], ['POST', '/auth/nope'], ['GET', '/auth/login']] as const) {
+      const res = await t.call(method, path);
+      assert.equal(res.status, 404);
+      assert.deepEqual(res.body, { error: 'not_found', message: 'Not found.' });
+    }
+  });
+
+  test('no user enumeration: unknown user and wrong password get the same body after the same work', async () => {
+    const { username } = await signUp(t);
+    const unknown = await t.call('POST', '/auth/login', { body: { username: uniqueName('ghost'), password: 'whatever password' } });
+    const wrong = await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    assert.equal(unknown.status, 401);
+    assert.equal(wrong.status, 401);
+    assert.deepEqual(unknown.body, { error: 'invalid_credentials', message: 'Invalid username or password.' });
+    assert.deepEqual(wrong.body, unknown.body);
+    assert.equal(unknown.headers.get('www-authenticate'), wrong.headers.get('www-authenticate'));
+    // Both pay one argon2id verify: medians within a factor of two (a skipped hash would be ~50x faster).
+    const median = async (name: string) => {
+      const times: number[] = [];
+      for (let i = 0; i < 7; i++) {
+        const start = performance.now();
+        await t.call('POST', '/auth/login', { body: { username: name, password: 'wrong password!!' } });
+        times.push(performance.now() - start);
+      }
+      return times.sort((a, b) => a - b)[3]!;
+    };
+    const known = await median(username);
+    const ghost = await median(uniqueName('ghost'));
+    assert.ok(ghost > known / 2 && ghost < known * 2, `unknown ${ghost.toFixed(1)} ms vs wrong password ${known.toFixed(1)} ms`);
+  });
+
+  test('a disabled account learns so only with the right password', async () => {
+    const { username, password, userId } = await signUp(t);
+    await t.server.context.store.db.query('UPDATE users SET disabled_at = now() WHERE id = $1', [userId]);
+    const wrong = await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    assert.equal(wrong.body.error, 'invalid_credentials');
+    const right = await t.call('POST', '/auth/login', { body: { username, password } });
+    assert.equal(right.status, 403);
+    assert.equal(right.body.error, 'account_disabled');
+  });
+
+  test('the OpenAPI 3.1 description lists every route and the error codes of each', async () => {
+    const res = await t.call('GET', '/openapi.json');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.openapi, '3.1.0');
+    for (const path of ['/auth/register', '/auth/login', '/auth/refresh', '/auth/logout', '/auth/logout-all', '/auth/me', '/auth/sessions', '/auth/sessions/{id}', '/auth/password', '/auth/audit', '/.well-known/jwks.json', '/.well-known/openid-configuration', '/healthz', '/readyz']) {
+      assert.ok(res.body.paths[path], `missing ${path}`);
+    }
+    const refresh = res.body.paths['/auth/refresh'].post.responses;
+    assert.match(refresh['401'].description, /token_reused/);
+    assert.deepEqual(res.body.components.schemas.ErrorBody.properties.error.enum, errorCodes);
+    assert.ok(res.body.components.securitySchemes.bearer);
+  });
+
+  test('health: healthz and readyz answer 200 while the database does', async () => {
+    assert.deepEqual((await t.call('GET', '/healthz')).body, { status: 'ok' });
+    assert.equal((await t.call('GET', '/readyz')).status, 200);
+  });
+});
+
+describe('cookie mode', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer();
+  });
+  after(() => t.close());
+
+  async function cookieLogin() {
+    const { username, password } = await signUp(t);
+    const res = await fetch(`${t.url}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password, use_cookie: true }),
+    });
+    return { res, body: await res.json(), cookie: res.headers.get('set-cookie') ?? '' };
+  }
+
+  test('login sets an httpOnly, SameSite=Strict cookie on /auth and leaves the refresh token out of the JSON', async () => {
+    const { res, body, cookie } = await cookieLogin();
+    assert.equal(res.status, 200);
+    assert.equal(body.refresh_token, undefined);
+    assert.ok(body.access_token);
+    assert.match(cookie, /^tessera_refresh=[\w-]+\.[\w-]+\.[\w-]+;/);
+    assert.match(cookie, /HttpOnly/);
+    assert.match(cookie, /SameSite=Strict/);
+    assert.match(cookie, /Path=\/auth(;|$)/);
+    assert.match(cookie, /Max-Age=\d+/);
+    assert.doesNotMatch(cookie, /Secure/, 'plain http on localhost is the one case without Secure');
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+  });
+
+  const cookiePair = (setCookie: string) => setCookie.split(';')[0]!;
+
+  test('refresh with the cookie rotates it; the same cookie within grace gets the same successor', async () => {
+    const { cookie } = await cookieLogin();
+    const first = await fetch(`${t.url}/auth/refresh`, { method: 'POST', headers: { cookie: cookiePair(cookie) } });
+    assert.equal(first.status, 200);
+    const firstBody = await first.json();
+    assert.equal(firstBody.refresh_token, undefined);
+    const rotated = first.headers.get('set-cookie') ?? '';
+    assert.notEqual(cookiePair(rotated), cookiePair(cookie));
+    const replay = await fetch(`${t.url}/auth/refresh`, { method: 'POST', headers: { cookie: cookiePair(cookie) } });
+    assert.equal(replay.status, 200);
+    const jti = (c: string) => decodeJwt(cookiePair(c).split('=')[1]!).jti;
+    assert.equal(jti(replay.headers.get('set-cookie') ?? ''), jti(rotated));
+  });
+
+  test('a cross-site request cannot use the cookie (Origin or Sec-Fetch-Site), and nothing rotates', async () => {
+    const { cookie, body } = await cookieLogin();
+    for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+      const res = await fetch(`${t.url}/auth/refresh`, { method: 'POST', headers: { cookie: cookiePair(cookie), ...headers } });
+      assert.equal(res.status, 400);
+      assert.equal((await res.json()).error, 'invalid_request');
+      const out = await fetch(`${t.url}/auth/logout`, { method: 'POST', headers: { cookie: cookiePair(cookie), ...headers } });
+      assert.equal(out.status, 400);
+    }
+    const tokens = await t.server.context.store.listRefreshTokens(body.session_id);
+    assert.equal(tokens.length, 1, 'no rotation happened');
+    // The same request from our own origin works.
+    const own = await fetch(`${t.url}/auth/refresh`, {
+      method: 'POST',
+      headers: { cookie: cookiePair(cookie), origin: t.url.replace('127.0.0.1', 'localhost'), 'sec-fetch-site': 'same-origin' },
+    });
+    assert.equal(own.status, 200);
+  });
+
+  test('logout with the cookie ends the session and clears the cookie', async () => {
+    const { cookie, body } = await cookieLogin();
+    const out = await fetch(`${t.url}/auth/logout`, { method: 'POST', headers: { cookie: cookiePair(cookie) } });
+    assert.equal(out.status, 204);
+    assert.match(out.headers.get('set-cookie') ?? '', /tessera_refresh=;.*(Max-Age=0|Expires=Thu, 01 Jan 1970)/);
+    const me = await t.call('GET', '/auth/me', { token: body.access_token });
+    assert.equal(me.body.error, 'token_revoked');
+    const again = await fetch(`${t.url}/auth/refresh`, { method: 'POST', headers: { cookie: cookiePair(cookie) } });
+    assert.equal(again.status, 401);
+    assert.equal((await again.json()).error, 'token_revoked');
+  });
+});
+
+describe('an https issuer makes the cookie Secure', () => {
+  test('__Secure-tessera_refresh with Secure', async () => {
+    const t = await startTestServer({ issuer: 'https://auth.example.com' });
+    try {
+      const { username, password } = await signUp(t);
+      const res = await t.call('POST', '/auth/login', { body: { username, password, use_cookie: true } });
+      const cookie = res.headers.get('set-cookie') ?? '';
+      assert.match(cookie, /^__Secure-tessera_refresh=/);
+      assert.match(cookie, /; Secure/);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('rate limits on login and register', () => {
+  test('per username (failed logins): 429 rate_limited with Retry-After, and it lifts with time', async () => {
+    const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=3/1m' });
+    try {
+      const { username, password } = await signUp(t);
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } })).status, 401);
+      }
+      const limited = await t.call('POST', '/auth/login', { body: { username, password } });
+      assert.equal(limited.status, 429);
+      assert.equal(limited.body.error, 'rate_limited');
+      const retryAfter = Number(limited.headers.get('retry-after'));
+      assert.ok(retryAfter >= 1 && retryAfter <= 120, `Retry-After ${retryAfter}`);
+      // Another user from the same IP is not affected.
+      const other = await signUp(t);
+      assert.equal((await t.call('POST', '/auth/login', { body: { username: other.username, password: other.password } })).status, 200);
+      // Bounded back-off, not a lock: after Retry-After the real user gets in.
+      t.clock.advance(retryAfter);
+      assert.equal((await t.call('POST', '/auth/login', { body: { username, password } })).status, 200);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('per IP (every attempt, register included)', async () => {
+    const t = await startTestServer({ rateLimit: 'ip=4/1m,user=100/1m' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        statuses.push((await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: 'long enough password' } })).status);
+      }
+      assert.deepEqual(statuses, [201, 201, 201, 201, 429, 429]);
+      const audit = await t.server.context.store.listAudit({ limit: 5 });
+      assert.equal(audit[0]?.event, 'rate_limited');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('logs never hold a token, a password or a hash', () => {
+  test('a full lifecycle with logging on', async () => {
+    let output = '';
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        output += chunk.toString();
+        done();
+      },
+    });
+    const t = await startTestServer({ log: 'trace', logStream: sink });
+    try {
+      const { username, password, pair } = await signUp(t);
+      await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+      const refreshed = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+      await t.call('POST', `/auth/refresh?refresh_token=${pair.refresh_token}`, { body: { refresh_token: pair.refresh_token } });
+      await t.call('GET', '/auth/me', { token: `${pair.access_token}x` });
+      await t.call('POST', '/auth/password', { token: refreshed.body.access_token, body: { current_password: password, new_password: 'next password 123' } });
+      await t.call('POST', '/auth/logout', { token: refreshed.body.access_token });
+      assert.ok(output.includes('login.succeeded'), 'audit lines are logged');
+      assert.ok(output.includes('"path":"/auth/refresh"'), 'requests are logged by path');
+      for (const secret of [password, 'wrong password!!', 'next password 123', pair.access_token, pair.refresh_token, refreshed.body.refresh_token, '$argon2id$']) {
+        assert.ok(!output.includes(secret), `log holds a secret: ${secret.slice(0, 12)}…`);
+      }
+      for (const part of pair.refresh_token.split('.')) assert.ok(!output.includes(part));
+    } finally {
+      await t.close();
+    }
+  });
+});
