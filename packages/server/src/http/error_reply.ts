@@ -1,5 +1,6 @@
 import { TesseraError, TOKEN_ERROR_CODES } from '@tessera/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DatabaseUnavailableError, isConnectionFailure } from '../store/database.js';
 
 const TOKEN_CODES: ReadonlySet<string> = new Set(TOKEN_ERROR_CODES);
 
@@ -54,11 +55,8 @@ const ERROR_FALLBACK = 'The request is malformed.';
 
 /** Connection-level failures of either driver: the database is not answering. */
 function isDatabaseDown(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code !== 'string') return false;
-  // 08xxx: connection exceptions; 57P01-57P03: admin shutdown, crash, cannot connect now.
-  return /^(08|57P0[1-3])/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(code);
+  if (error instanceof DatabaseUnavailableError) return true;
+  return typeof error === 'object' && error !== null && isConnectionFailure((error as { code?: unknown }).code);
 }
 
 function causeMessage(error: Error): string | undefined {

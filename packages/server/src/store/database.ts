@@ -17,3 +17,16 @@ export interface Database extends Queryable {
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The database did not answer (connection refused, dropped, timed out): the request changed nothing. */
+export class DatabaseUnavailableError extends Error {
+  override readonly name = 'DatabaseUnavailableError';
+  constructor(cause: unknown) {
+    super('the database is unavailable', { cause });
+  }
+}
+
+/** SQLSTATE classes that mean the server, not the statement, failed: connection exceptions and shutdowns. */
+export function isConnectionFailure(code: unknown): boolean {
+  return typeof code === 'string' && /^(08|57P0[1-3])/.test(code);
+}

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Database, Queryable, QueryResult } from './database.js';
+import { type Database, DatabaseUnavailableError, isConnectionFailure, type Queryable, type QueryResult } from './database.js';
 
 export interface PostgresDatabaseOptions {
   /** `postgres://user:pass@host:port/db` */
@@ -22,8 +22,12 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
   pool.on('error', () => {});
   const wrap = (q: pg.Pool | pg.PoolClient): Queryable => ({
     async query<Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> {
-      const result = await q.query(sql, params);
-      return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+      try {
+        const result = await q.query(sql, params);
+        return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+      } catch (error) {
+        throw classify(error);
+      }
     },
   });
   const root = wrap(pool);
@@ -33,7 +37,9 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
     kind: 'postgres',
     query: root.query,
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw classify(error);
+      });
       try {
         await client.query('BEGIN');
         const result = await fn(wrap(client));
@@ -51,4 +57,15 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
     },
     close: () => pool.end(),
   };
+}
+
+/**
+ * A statement error from the server (`pg.DatabaseError` with a SQLSTATE) passes
+ * through; anything else from the driver (refused, reset, terminated, timed out)
+ * means the database is not answering.
+ */
+function classify(error: unknown): unknown {
+  if (error instanceof DatabaseUnavailableError) return error;
+  if (error instanceof pg.DatabaseError && !isConnectionFailure(error.code)) return error;
+  return new DatabaseUnavailableError(error);
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
+import { DatabaseUnavailableError } from '../../store/database.js';
 
 /** JWKS, discovery, OpenAPI, liveness and readiness. */
 export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
@@ -65,7 +66,7 @@ const JWKS_MAX_AGE = 300;
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(Object.assign(new Error('database ping timed out'), { code: '08006' })), ms);
+    const timer = setTimeout(() => reject(new DatabaseUnavailableError(new Error(`no answer in ${ms} ms`))), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);
