@@ -291,3 +291,34 @@ describe('logs never hold a token, a password or a hash', () => {
     }
   });
 });
+
+describe('policies', () => {
+  test('--signup closed: register is 403 signup_disabled and creates nothing', async () => {
+    const t = await startTestServer({ signup: 'closed' });
+    try {
+      const username = uniqueName();
+      const res = await t.call('POST', '/auth/register', { body: { username, password: 'long enough password' } });
+      assert.equal(res.status, 403);
+      assert.equal(res.body.error, 'signup_disabled');
+      assert.equal(await t.server.context.store.findUserByUsername(username), null);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('--session-policy single: a new login ends the other sessions', async () => {
+    const t = await startTestServer({ sessionPolicy: 'single' });
+    try {
+      const { username, password, pair } = await signUp(t);
+      const second = await t.call('POST', '/auth/login', { body: { username, password } });
+      assert.equal(second.status, 200);
+      assert.equal((await t.call('GET', '/auth/me', { token: pair.access_token })).body.error, 'token_revoked');
+      assert.equal((await t.call('POST', '/auth/refresh', { token: pair.refresh_token })).body.error, 'token_revoked');
+      assert.equal((await t.call('GET', '/auth/me', { token: second.body.access_token })).status, 200);
+      const events = await t.server.context.store.listAudit({ limit: 3 });
+      assert.ok(events.some((e) => e.event === 'session.revoked' && e.reason === 'policy_single' && e.sessionId === pair.session_id));
+    } finally {
+      await t.close();
+    }
+  });
+});

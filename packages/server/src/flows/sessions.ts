@@ -4,6 +4,7 @@ import { checkPasswordPolicy, hashPassword, verifyPassword } from '../lib/passwo
 import type { ClientInfo, SessionRecord } from '../store/records.js';
 import { type Authenticated, verifyAccessToken } from './authenticate.js';
 import type { AuthContext } from './context.js';
+import { checkUserLimit, countFailedLogin } from './rate_limits.js';
 import { verifyRefreshToken } from './rotate_refresh_token.js';
 
 /**
@@ -65,7 +66,10 @@ export async function changePassword(
   input: { currentPassword: string; newPassword: string; client: ClientInfo },
 ): Promise<void> {
   checkPasswordPolicy(input.newPassword);
+  // A stolen access token must not become a password oracle: failures count like failed logins.
+  await checkUserLimit(ctx, input.client, auth.user.username);
   if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
+    countFailedLogin(ctx, auth.user.username);
     throw new TesseraError('invalid_credentials');
   }
   await ctx.store.changePassword({
