@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { TesseraError } from '@tessera/protocol';
+import { generateKeyPair, SignJWT } from 'jose';
+import { type BadToken, badTokens, startTripwire, type Tripwire } from '../../../test/support/bad_tokens.js';
+import { signUp, startTestServer, type TestServer } from '../../../test/support/test_server.js';
+import { createVerifier } from './create_verifier.js';
+
+/** Serves the auth server's JWKS, counting fetches; can be taken "down". */
+async function startJwksProxy(source: string) {
+  const state = { fetches: 0, down: false, cacheControl: 'public, max-age=300' as string | null };
+  const server: Server = createServer(async (_req, res) => {
+    state.fetches += 1;
+    if (state.down) {
+      res.writeHead(503).end();
+      return;
+    }
+    const upstream = await fetch(source);
+    res.writeHead(200, { 'content-type': 'application/json', ...(state.cacheControl ? { 'cache-control': state.cacheControl } : {}) });
+    res.end(await upstream.text());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return {
+    state,
+    url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/jwks.json`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('createVerifier', () => {
+  let t: TestServer;
+  let pair: { access_token: string; refresh_token: string; session_id: string };
+  let tripwire: Tripwire;
+  let table: BadToken[];
+  const issuer = 'http://localhost:4000';
+
+  before(async () => {
+    t = await startTestServer({ issuer });
+    pair = (await signUp(t)).pair;
+    tripwire = await startTripwire();
+    table = await badTokens(t, pair, tripwire.url);
+  });
+  after(async () => {
+    await t.close();
+    await tripwire.close();
+  });
+
+  const verifierFor = (jwksUri: string, extra: Partial<Parameters<typeof createVerifier>[0]> = {}) =>
+    createVerifier({ issuer, audience: 'tessera-api', jwksUri, clock: t.clock.now, ...extra });
+
+  test('a genuine access token verifies to its claims', async () => {
+    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
+    const claims = await verifier.verify(pair.access_token);
+    assert.equal(claims.sid, pair.session_id);
+    assert.equal(claims.iss, issuer);
+    assert.deepEqual(claims.roles, []);
+  });
+
+  test('every bad token of the table is refused with its code, and the tripwire is never contacted', async () => {
+    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
+    for (const bad of table) {
+      await assert.rejects(verifier.verify(bad.token), (e: unknown) => e instanceof TesseraError && e.code === bad.code, bad.name);
+    }
+    assert.equal(tripwire.hits, 0);
+  });
+
+  test('expiry follows the clock, with the 5 s tolerance', async () => {
+    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
+    const { pair: fresh } = await signUp(t);
+    t.clock.advance(15 * 60 + 4);
+    await verifier.verify(fresh.access_token);
+    t.clock.advance(2);
+    await assert.rejects(verifier.verify(fresh.access_token), (e: TesseraError) => e.code === 'token_expired');
+  });
+
+  test('options that cannot be right throw TypeError at construction', () => {
+    const base = { issuer, audience: 'a', jwksUri: 'http://x/jwks.json' };
+    assert.throws(() => createVerifier({ ...base, issuer: '' }), TypeError);
+    assert.throws(() => createVerifier({ ...base, jwksUri: 'not a url' }), TypeError);
+    assert.throws(() => createVerifier({ ...base, algorithms: ['HS256' as 'RS256'] }), /HS256 is not allowed/);
+    assert.throws(() => createVerifier({ ...base, algorithms: ['none' as 'RS256'] }), TypeError);
+    assert.throws(() => createVerifier({ ...base, algorithms: [] }), TypeError);
+    assert.throws(() => createVerifier({ ...base, clockTolerance: 3600 }), TypeError);
+  });
+
+  test('an algorithm outside the allow-list is refused even with a known key', async () => {
+    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`, { algorithms: ['ES256'] });
+    await assert.rejects(verifier.verify(pair.access_token), (e: TesseraError) => e.code === 'invalid_token');
+  });
+
+  test('keys are fetched once; an unknown kid refetches at most once per cooldown', async () => {
+    const proxy = await startJwksProxy(`${t.url}/.well-known/jwks.json`);
+    try {
+      const verifier = verifierFor(proxy.url, { jwksCooldown: 30 });
+      const { pair: fresh } = await signUp(t);
+      await Promise.all(Array.from({ length: 10 }, () => verifier.verify(fresh.access_token)));
+      assert.equal(proxy.state.fetches, 1, 'ten concurrent first requests share one fetch');
+      const unknown = table.find((b) => b.name === 'unknown kid')!;
+      for (let i = 0; i < 5; i++) await assert.rejects(verifier.verify(unknown.token));
+      assert.equal(proxy.state.fetches, 1, 'within the cooldown: no refetch');
+      t.clock.advance(31);
+      await assert.rejects(verifier.verify(unknown.token));
+      await assert.rejects(verifier.verify(unknown.token));
+      assert.equal(proxy.state.fetches, 2, 'after the cooldown: exactly one refetch');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a JWKS outage keeps serving known keys (stale-if-error) and refuses unknown ones', async () => {
+    const proxy = await startJwksProxy(`${t.url}/.well-known/jwks.json`);
+    try {
+      const verifier = verifierFor(proxy.url, { jwksCooldown: 0 });
+      const { pair: fresh } = await signUp(t);
+      await verifier.verify(fresh.access_token);
+      proxy.state.down = true;
+      t.clock.advance(400); // past max-age: the cache is stale and a refetch fails
+      await verifier.verify(fresh.access_token);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await verifier.verify(fresh.access_token);
+      assert.ok(proxy.state.fetches >= 2, 'it did try to refetch');
+      const unknown = table.find((b) => b.name === 'unknown kid')!;
+      await assert.rejects(verifier.verify(unknown.token), (e: TesseraError) => e.code === 'invalid_token');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a JWKS that never answered leaves every token refused, and recovers when it comes back', async () => {
+    const proxy = await startJwksProxy(`${t.url}/.well-known/jwks.json`);
+    try {
+      proxy.state.down = true;
+      const verifier = verifierFor(proxy.url, { jwksCooldown: 1 });
+      await assert.rejects(verifier.verify(pair.access_token), (e: TesseraError) => e.code === 'invalid_token');
+      proxy.state.down = false;
+      t.clock.advance(2);
+      const { pair: fresh } = await signUp(t);
+      await verifier.verify(fresh.access_token);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('the JWKS Cache-Control max-age is honoured', async () => {
+    const proxy = await startJwksProxy(`${t.url}/.well-known/jwks.json`);
+    try {
+      proxy.state.cacheControl = 'max-age=60';
+      const verifier = verifierFor(proxy.url);
+      const { pair: fresh } = await signUp(t);
+      await verifier.verify(fresh.access_token);
+      t.clock.advance(59);
+      await verifier.verify(fresh.access_token);
+      assert.equal(proxy.state.fetches, 1, 'fresh within max-age');
+      t.clock.advance(2);
+      await verifier.verify(fresh.access_token);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(proxy.state.fetches, 2, 'refetched in the background once stale');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a new key published in the JWKS is picked up on first sight of its kid (rotation without a 401)', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const { exportJWK } = await import('jose');
+    const extra = { ...(await exportJWK(publicKey)), kid: 'next-key', alg: 'ES256', use: 'sig' };
+    let published = false;
+    const server = createServer(async (_req, res) => {
+      const upstream = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as { keys: unknown[] };
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
+      res.end(JSON.stringify({ keys: published ? [...upstream.keys, extra] : upstream.keys }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      const verifier = verifierFor(`http://127.0.0.1:${port}/jwks.json`, { jwksCooldown: 0 });
+      const { pair: fresh } = await signUp(t);
+      await verifier.verify(fresh.access_token);
+      published = true;
+      const now = Math.floor(t.clock.now() / 1000);
+      const token = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'n', roles: [] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'next-key', typ: 'at+jwt' })
+        .setIssuer(issuer)
+        .setAudience('tessera-api')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(privateKey);
+      assert.equal((await verifier.verify(token)).sub, 'u');
+      await verifier.verify(fresh.access_token);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
