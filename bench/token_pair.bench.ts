@@ -179,7 +179,7 @@ interface Server {
 
 async function startServer(alg: Alg, existingDataDir?: string): Promise<Server> {
   const dataDir = existingDataDir ?? (await mkdtemp(join(os.tmpdir(), `tessera-bench-${alg}-`)));
-  const nodeFlags = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=server-${alg}-${process.pid}.cpuprofile`] : [];
+  const nodeFlags = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=server-${alg}-${Date.now()}.cpuprofile`] : [];
   const child = spawn(
     process.execPath,
     [...nodeFlags, CLI, 'serve', '--port', '0', '--data-dir', dataDir, '--alg', alg, '--rate-limit', RATE_LIMIT, '--log-level', 'silent'],
