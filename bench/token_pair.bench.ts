@@ -1,27 +1,33 @@
 /**
  * Token-pair benchmark: login and refresh throughput of a real `tessera serve`
- * child process, each against its floor measured in this same run, plus p50/p99
- * latency and the RSS of an idle server.
+ * child process, each against its floor measured in this same run on this same
+ * machine, plus p50/p99 latency and the RSS of an idle server. Prints a markdown
+ * table on stdout (progress on stderr).
  *
  *   node --conditions=source --import tsx bench/token_pair.bench.ts [options]
  *
  * Options (all optional):
- *   --duration S         measured seconds per HTTP phase            (default 10)
- *   --warmup S           unmeasured seconds before each HTTP phase  (default 2)
- *   --floor-duration S   measured seconds per floor                 (default 5)
- *   --connections N      autocannon connections = floor concurrency (default 8)
- *   --users N            distinct users registered before login     (default 400)
- *   --sessions N         sessions rotated by the refresh phase      (default 256)
- *   --algs A,B           signing algorithms                         (default RS256,EdDSA)
+ *   --duration S         measured seconds per HTTP phase                    (default 10)
+ *   --warmup S           unmeasured seconds before each HTTP phase          (default 2)
+ *   --floor-duration S   measured seconds of a floor, before AND after the
+ *                        HTTP phase it belongs to (the floor is their mean)  (default 3)
+ *   --connections N      autocannon connections = floor concurrency         (default 8)
+ *   --users N            distinct users registered before login             (default 400)
+ *   --sessions N         sessions rotated by the refresh phase              (default 256)
+ *   --algs A,B           signing algorithms, in order                       (default RS256,EdDSA)
+ *   --decompose          also time the server's Store calls one by one on PGlite (+15 s)
  *   --json FILE          also write the raw results as JSON
  *   --cpu-prof DIR       run the server child with --cpu-prof into DIR (investigation only)
  *
- * Load generator: autocannon 8 in this process, `requests: [{ setupRequest, onResponse }]`.
+ * Load generator: autocannon 8 in this process with `requests: [{ setupRequest, onResponse }]`.
  * Floors run in this process too, at the same concurrency, while the server child is idle.
+ * The first algorithm's server starts on a fresh data dir and registers the users; each
+ * further algorithm's server restarts on that same data dir (so its idle RSS is the
+ * restart case) and logs the same users in.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -29,10 +35,9 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hash, verify } from '@node-rs/argon2';
-import { migrate, openPgliteDatabase } from '@tessera/server';
-// autocannon ships no types; it is a CommonJS function returning a promise when given no callback.
-import autocannonModule from 'autocannon';
-import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { type Database, migrate, openPgliteDatabase, Store, type UserRecord } from '@tessera/server';
+import autocannonUntyped from 'autocannon';
+import { type CryptoKey, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 
 // ---------------------------------------------------------------- options
 
@@ -43,11 +48,12 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
-    'floor-duration': { type: 'string', default: '5' },
+    'floor-duration': { type: 'string', default: '3' },
     connections: { type: 'string', default: '8' },
     users: { type: 'string', default: '400' },
     sessions: { type: 'string', default: '256' },
     algs: { type: 'string', default: 'RS256,EdDSA' },
+    decompose: { type: 'boolean', default: false },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
   },
@@ -58,8 +64,8 @@ const FLOOR_S = Number(args['floor-duration']);
 const CONNECTIONS = Number(args.connections);
 const USERS = Number(args.users);
 const SESSIONS = Number(args.sessions);
+type Alg = 'RS256' | 'PS256' | 'ES256' | 'EdDSA';
 const ALGS = args.algs!.split(',') as Alg[];
-type Alg = 'RS256' | 'EdDSA' | 'ES256' | 'PS256';
 
 /** The server's parameters (packages/server/src/lib/passwords.ts). `2` = Argon2id. */
 const ARGON2ID = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
@@ -67,45 +73,49 @@ const PASSWORD = 'correct horse battery staple';
 const RATE_LIMIT = 'ip=1000000/1m,user=1000000/1m';
 const ACCESS_TYP = 'at+jwt';
 const REFRESH_TYP = 'refresh+jwt';
+const DAY_MS = 86_400_000;
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------------- measuring
 
+const T0 = performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s] ${msg}\n`);
-const T0 = performance.now();
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 interface Measured {
-  /** Successful operations (HTTP 2xx) per second of the measured window. */
+  /** Successful operations (HTTP 200/201) per second of the measured window. */
   perSecond: number;
   ok: number;
   failed: number;
   seconds: number;
   p50: number;
   p99: number;
-  /** CPU ms per successful op: this process (load generator or floor) and, for HTTP, the server. */
+  /** CPU ms per successful op of this process (the floor, or autocannon for HTTP phases). */
   cpuSelfMs: number;
+  /** HTTP phases: the server child's CPU ms per request, from /proc. */
   cpuServerMs?: number;
-  /** Share of one core the server's main (event-loop) thread was busy. */
+  /** HTTP phases: share of one core the server's main (event-loop) thread was on CPU. */
   serverMainBusy?: number;
-  /** Share of one core the server's other threads (libuv pool: argon2, WebCrypto; V8 GC) were busy. */
+  /** HTTP phases: share of one core the server's other threads (libuv pool: argon2, WebCrypto; GC) were on CPU. */
   serverOtherBusy?: number;
+  /** Floors: the before and after halves. */
+  halves?: [number, number];
   extra?: Record<string, number>;
+  latencies?: number[];
 }
 
 const CLK_TCK = 100; // Linux USER_HZ
 
-/** utime+stime in ms of a process (and of its main thread) from /proc. */
+/** utime + stime of a process and of its main thread, in ms. */
 function procCpuMs(pid: number): { total: number; main: number } {
   const ticks = (path: string) => {
     const stat = readFileSync(path, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
+    return Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of proc(5)
   };
   return {
     total: (ticks(`/proc/${pid}/stat`) * 1000) / CLK_TCK,
@@ -113,47 +123,40 @@ function procCpuMs(pid: number): { total: number; main: number } {
   };
 }
 
-function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-  return m ? Number(m[1]) : Number.NaN;
+  return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-const selfCpuMs = () => {
+function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
-};
+}
 
 /**
  * Runs `op` in `concurrency` closed loops: `warmupS` unmeasured, then `durationS`
- * measured (ops that complete inside the window count; latency per op).
+ * measured. Ops that start and complete inside the window count.
  */
-async function closedLoop(concurrency: number, warmupS: number, durationS: number, op: (worker: number) => Promise<void>): Promise<Measured> {
-  const start = performance.now();
-  const from = start + warmupS * 1000;
+async function closedLoop(concurrency: number, warmupS: number, durationS: number, op: () => Promise<void>): Promise<Measured> {
+  const from = performance.now() + warmupS * 1000;
   const until = from + durationS * 1000;
   const latencies: number[] = [];
-  let cpuFrom = 0;
-  let cpuUntil = 0;
-  let marked = false;
-  const markTimer = setTimeout(() => {
-    cpuFrom = selfCpuMs();
-    marked = true;
-  }, warmupS * 1000);
-  const endTimer = setTimeout(() => {
-    cpuUntil = selfCpuMs();
-  }, (warmupS + durationS) * 1000);
-  const worker = async (w: number) => {
+  let cpuFrom = Number.NaN;
+  let cpuUntil = Number.NaN;
+  const t1 = setTimeout(() => (cpuFrom = selfCpuMs()), warmupS * 1000);
+  const t2 = setTimeout(() => (cpuUntil = selfCpuMs()), (warmupS + durationS) * 1000);
+  const loop = async () => {
     while (performance.now() < until) {
       const t = performance.now();
-      await op(w);
+      await op();
       const end = performance.now();
       if (t >= from && end <= until) latencies.push(end - t);
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
-  clearTimeout(markTimer);
-  clearTimeout(endTimer);
-  if (!marked || cpuUntil === 0) throw new Error('closedLoop: timers did not fire');
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  clearTimeout(t1);
+  clearTimeout(t2);
+  if (Number.isNaN(cpuUntil)) cpuUntil = selfCpuMs();
   latencies.sort((a, b) => a - b);
   return {
     perSecond: latencies.length / durationS,
@@ -163,23 +166,41 @@ async function closedLoop(concurrency: number, warmupS: number, durationS: numbe
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuSelfMs: (cpuUntil - cpuFrom) / latencies.length,
+    latencies,
   };
 }
 
-// ---------------------------------------------------------------- server child
+/** A floor measured before and after its HTTP phase: the mean rate, pooled latencies. */
+function bracket(before: Measured, after: Measured): Measured {
+  const latencies = [...before.latencies!, ...after.latencies!].sort((a, b) => a - b);
+  const ok = before.ok + after.ok;
+  return {
+    perSecond: (before.perSecond + after.perSecond) / 2,
+    ok,
+    failed: 0,
+    seconds: before.seconds + after.seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpuSelfMs: (before.cpuSelfMs * before.ok + after.cpuSelfMs * after.ok) / ok,
+    halves: [before.perSecond, after.perSecond],
+  };
+}
+
+// ---------------------------------------------------------------- the server child
 
 interface Server {
   child: ChildProcess;
   pid: number;
   url: URL;
   dataDir: string;
-  issuer: string;
   stderr: string[];
+  startSeconds: number;
 }
 
-async function startServer(alg: Alg, existingDataDir?: string): Promise<Server> {
-  const dataDir = existingDataDir ?? (await mkdtemp(join(os.tmpdir(), `tessera-bench-${alg}-`)));
-  const nodeFlags = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`, `--cpu-prof-name=server-${alg}-${Date.now()}.cpuprofile`] : [];
+async function startServer(alg: Alg, dataDir: string): Promise<Server> {
+  const prof = args['cpu-prof'];
+  const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=server-${alg}-${Date.now()}.cpuprofile`] : [];
+  const t = performance.now();
   const child = spawn(
     process.execPath,
     [...nodeFlags, CLI, 'serve', '--port', '0', '--data-dir', dataDir, '--alg', alg, '--rate-limit', RATE_LIMIT, '--log-level', 'silent'],
@@ -187,38 +208,35 @@ async function startServer(alg: Alg, existingDataDir?: string): Promise<Server> 
   );
   const stderr: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (s: string) => stderr.push(s));
-  const line = await new Promise<string>((resolve, reject) => {
+  const url = await new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not listen within 60 s: ${out}${stderr.join('')}`)), 60_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not listen within 90 s: ${out}${stderr.join('')}`));
+    }, 90_000);
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       out += s;
-      const m = out.match(/listening on (\S+) \(issuer (\S+)\)/);
+      const m = out.match(/listening on (http:\/\/\S+)/);
       if (m) {
         clearTimeout(timer);
-        resolve(m[0]);
+        resolve(m[1]!);
       }
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`server exited with ${code}: ${out}${stderr.join('')}`));
     });
-  }).catch(async (error) => {
-    if (!existingDataDir) await rm(dataDir, { recursive: true, force: true });
-    throw error;
   });
-  const [, url, issuer] = line.match(/listening on (\S+) \(issuer (\S+)\)/)!;
-  return { child, pid: child.pid!, url: new URL(url!), dataDir, issuer: issuer!, stderr };
+  return { child, pid: child.pid!, url: new URL(url), dataDir, stderr, startSeconds: (performance.now() - t) / 1000 };
 }
 
-async function stopServer(server: Server, keepDataDir = false): Promise<void> {
-  if (server.child.exitCode === null) {
-    const exited = new Promise<void>((r) => server.child.once('exit', () => r()));
-    server.child.kill('SIGTERM');
-    const timer = setTimeout(() => server.child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (!keepDataDir) await rm(server.dataDir, { recursive: true, force: true });
+async function stopServer(server: Server): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => server.child.once('exit', () => r()));
+  server.child.kill('SIGTERM');
+  const timer = setTimeout(() => server.child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function registerUsers(server: Server, count: number, concurrency: number): Promise<string[]> {
@@ -233,8 +251,8 @@ async function registerUsers(server: Server, count: number, concurrency: number)
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ username, password: PASSWORD }),
       });
-      if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${await res.text()}`);
-      await res.arrayBuffer().catch(() => {});
+      const text = await res.text();
+      if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${text}`);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
@@ -243,21 +261,26 @@ async function registerUsers(server: Server, count: number, concurrency: number)
 
 // ---------------------------------------------------------------- HTTP load (autocannon)
 
-// biome-ignore lint/suspicious/noExplicitAny: untyped CommonJS module
-const autocannon = autocannonModule as unknown as (opts: any) => Promise<any>;
+interface AutocannonResult {
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+const autocannon = autocannonUntyped as unknown as (options: Record<string, unknown>) => Promise<AutocannonResult>;
 
+interface SessionSlot {
+  token: string;
+}
 interface Ctx {
   t0?: number;
   session?: SessionSlot;
 }
-interface SessionSlot {
-  token: string;
-}
 
 /**
- * One autocannon run of `seconds` against the server with a single dynamic
- * request; `setup` fills the request per send, `done` sees each response.
- * Latency is measured here, setupRequest -> onResponse, with sub-ms resolution.
+ * One autocannon run of `seconds` with a single dynamic request: `setup` fills in
+ * each request just before it is sent, `done` sees each response (true = success).
+ * Latency is taken here, setupRequest -> onResponse, with sub-millisecond resolution.
  */
 async function httpRun(
   server: Server,
@@ -265,7 +288,7 @@ async function httpRun(
   request: { method: string; path: string; headers: Record<string, string> },
   setup: (req: Record<string, unknown>, ctx: Ctx) => Record<string, unknown> | null,
   done: (status: number, body: string, ctx: Ctx) => boolean,
-): Promise<Measured & { autocannon: { p50: number; p99: number; non2xx: number; errors: number; timeouts: number } }> {
+): Promise<Measured> {
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
@@ -313,9 +336,9 @@ async function httpRun(
     cpuServerMs: (cpu1.total - cpu0.total) / ok,
     serverMainBusy: (cpu1.main - cpu0.main) / 1000 / elapsed,
     serverOtherBusy: (cpu1.total - cpu1.main - (cpu0.total - cpu0.main)) / 1000 / elapsed,
-    autocannon: {
-      p50: result.latency.p50,
-      p99: result.latency.p99,
+    extra: {
+      autocannonP50: result.latency.p50,
+      autocannonP99: result.latency.p99,
       non2xx: result.non2xx,
       errors: result.errors,
       timeouts: result.timeouts,
@@ -324,7 +347,7 @@ async function httpRun(
 }
 
 /** Logs in round-robin over `users`; keeps the refresh token of every session opened. */
-function loginLoad(server: Server, users: string[], seconds: number, sessions: SessionSlot[]) {
+function loginLoad(server: Server, users: string[], seconds: number, sessions: SessionSlot[]): Promise<Measured> {
   let next = 0;
   return httpRun(
     server,
@@ -340,12 +363,12 @@ function loginLoad(server: Server, users: string[], seconds: number, sessions: S
 }
 
 /**
- * Refreshes: each request takes the session at the head of the free queue (its
- * newest refresh token is not in flight), and its response's refresh token goes
- * back to the tail. A response carrying a refresh token seen before would be a
- * grace-window replay; those are counted and must be 0.
+ * Refreshes: each request takes the session at the head of the free queue (so its
+ * newest refresh token is not in flight) and the response's refresh token goes
+ * back to the tail. A refresh token seen before would be a grace-window replay:
+ * counted, and must be 0.
  */
-async function refreshLoad(server: Server, free: SessionSlot[], seconds: number) {
+async function refreshLoad(server: Server, free: SessionSlot[], seconds: number): Promise<Measured> {
   const seen = new Set<string>();
   let replays = 0;
   let starved = 0;
@@ -372,98 +395,195 @@ async function refreshLoad(server: Server, free: SessionSlot[], seconds: number)
       return true;
     },
   );
-  return { ...measured, extra: { replays, starved, sessionsLeft: free.length } };
+  return { ...measured, extra: { ...measured.extra, replays, starved } };
 }
 
 // ---------------------------------------------------------------- floors
 
-/** argon2id verify (the server's parameters) at `concurrency` in flight, in this process. */
-async function argon2Floor(concurrency: number): Promise<Measured> {
+/** argon2id verify with the server's parameters, `concurrency` in flight, in this process. */
+async function argon2Floor(): Promise<(warmupS: number) => Promise<Measured>> {
   const stored = await hash(PASSWORD, ARGON2ID);
-  return closedLoop(concurrency, 1, FLOOR_S, async () => {
-    if (!(await verify(stored, PASSWORD))) throw new Error('argon2 verify failed');
-  });
+  return (warmupS) =>
+    closedLoop(CONNECTIONS, warmupS, FLOOR_S, async () => {
+      if (!(await verify(stored, PASSWORD))) throw new Error('argon2 verify failed');
+    });
+}
+
+/** The floor's store: embedded PGlite in a temp data dir with the server's schema (migrate). */
+interface FloorStore {
+  dir: string;
+  db: Database;
+  user: UserRecord;
+  sessionIds: string[];
+}
+
+async function openFloorStore(sessionCount: number): Promise<FloorStore> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'tessera-bench-floor-'));
+  const db = await openPgliteDatabase(join(dir, 'db'));
+  await migrate(db);
+  const store = new Store(db);
+  const now = new Date();
+  const user = await store.createUser(
+    { id: randomUUID(), username: 'floor-user', passwordHash: await hash(PASSWORD, ARGON2ID), roles: [], now },
+    { ip: '127.0.0.1', userAgent: 'bench' },
+  );
+  const sessionIds: string[] = [];
+  for (let i = 0; i < sessionCount; i++) {
+    const id = randomUUID();
+    await store.createSession({
+      session: { id, user, client: { ip: '127.0.0.1', userAgent: 'bench' } },
+      token: { jtiHash: randomBytes(32).toString('base64url'), issuedAt: now, expiresAt: new Date(now.getTime() + 30 * DAY_MS) },
+      single: false,
+      now,
+    });
+    sessionIds.push(id);
+  }
+  return { dir, db, user, sessionIds };
 }
 
 /**
- * verify + one `UPDATE … RETURNING` + two signs: jose jwtVerify of a refresh token,
- * one autocommitted UPDATE of the session row on embedded PGlite in a data dir
- * (the server's schema, via migrate), and two jose SignJWT (access + refresh), the
- * same claims and headers as the server's. `concurrency` in flight.
+ * verify + one `UPDATE … RETURNING` + two signs: jose jwtVerify of a refresh token
+ * (the server's options), one autocommitted UPDATE of the session row on the floor
+ * store, and two jose SignJWT (access + refresh, the server's claims and headers),
+ * `concurrency` in flight.
  */
-async function refreshFloor(alg: Alg, concurrency: number, sessionCount: number): Promise<Measured> {
-  const dir = await mkdtemp(join(os.tmpdir(), `tessera-bench-floor-${alg}-`));
-  const db = await openPgliteDatabase(join(dir, 'db'));
-  try {
-    await migrate(db);
-    const { publicKey, privateKey } = await generateKeyPair(alg);
-    const kid = randomBytes(32).toString('base64url').slice(0, 43);
-    const issuer = 'http://localhost:40000';
-    const userId = randomUUID();
-    const now = new Date();
-    await db.query(
-      `INSERT INTO users (id, username, password_hash, roles, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
-      [userId, 'floor-user', 'x', [], now],
-    );
-    const signRefresh = (sid: string, iat: number) =>
-      new SignJWT({ iss: issuer, sub: userId, aud: issuer, exp: iat + 30 * 86400, iat, jti: randomBytes(32).toString('base64url'), sid })
-        .setProtectedHeader({ alg, kid, typ: REFRESH_TYP })
-        .sign(privateKey);
-    const slots: { sid: string; token: string }[] = [];
-    for (let i = 0; i < sessionCount; i++) {
-      const sid = randomUUID();
-      await db.query(
-        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $3, $4, $5, $6)`,
-        [sid, userId, now, new Date(now.getTime() + 30 * 86400_000), 'autocannon', '127.0.0.1'],
-      );
-      slots.push({ sid, token: await signRefresh(sid, Math.floor(now.getTime() / 1000)) });
-    }
-    let next = 0;
-    return await closedLoop(concurrency, 1, FLOOR_S, async () => {
-      const slot = slots[next++ % slots.length]!;
-      const t = Date.now();
-      const { payload } = await jwtVerify(slot.token, publicKey, {
-        algorithms: [alg],
-        issuer,
-        audience: issuer,
-        typ: REFRESH_TYP,
-        currentDate: new Date(t),
-        clockTolerance: 5,
-        requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
-      });
-      const expiresAt = new Date(t + 30 * 86400_000);
-      const { rows } = await db.query<{ id: string }>(
-        'UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *',
-        [payload.sid, new Date(t), expiresAt],
-      );
-      if (rows.length !== 1) throw new Error('floor UPDATE matched no row');
-      const iat = Math.floor(t / 1000);
-      const [, refresh] = await Promise.all([
-        new SignJWT({ iss: issuer, sub: userId, aud: 'tessera-api', exp: iat + 900, iat, jti: randomUUID(), sid: slot.sid, username: 'floor-user', roles: [] })
-          .setProtectedHeader({ alg, kid, typ: ACCESS_TYP })
-          .sign(privateKey),
-        signRefresh(slot.sid, iat),
-      ]);
-      slot.token = refresh;
+async function refreshFloor(fs: FloorStore, alg: Alg): Promise<(warmupS: number) => Promise<Measured>> {
+  const { publicKey, privateKey } = (await generateKeyPair(alg)) as { publicKey: CryptoKey; privateKey: CryptoKey };
+  const kid = randomBytes(32).toString('base64url').slice(0, 43);
+  const issuer = 'http://localhost:40000';
+  const user = fs.user;
+  const signRefresh = (sid: string, iat: number) =>
+    new SignJWT({ iss: issuer, sub: user.id, aud: issuer, exp: iat + 30 * 86_400, iat, jti: randomBytes(32).toString('base64url'), sid })
+      .setProtectedHeader({ alg, kid, typ: REFRESH_TYP })
+      .sign(privateKey);
+  const iat0 = Math.floor(Date.now() / 1000);
+  const slots = await Promise.all(fs.sessionIds.map(async (sid) => ({ sid, token: await signRefresh(sid, iat0) })));
+  let next = 0;
+  const op = async () => {
+    const slot = slots[next++ % slots.length]!;
+    const now = Date.now();
+    const { payload } = await jwtVerify(slot.token, publicKey, {
+      algorithms: [alg],
+      issuer,
+      audience: issuer,
+      typ: REFRESH_TYP,
+      currentDate: new Date(now),
+      clockTolerance: 5,
+      requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
     });
-  } finally {
-    await db.close();
-    await rm(dir, { recursive: true, force: true });
+    const { rows } = await fs.db.query('UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *', [
+      payload.sid,
+      new Date(now),
+      new Date(now + 30 * DAY_MS),
+    ]);
+    if (rows.length !== 1) throw new Error('floor UPDATE matched no row');
+    const iat = Math.floor(now / 1000);
+    const [, refresh] = await Promise.all([
+      new SignJWT({ iss: issuer, sub: user.id, aud: 'tessera-api', exp: iat + 900, iat, jti: randomUUID(), sid: slot.sid, username: user.username, roles: user.roles })
+        .setProtectedHeader({ alg, kid, typ: ACCESS_TYP })
+        .sign(privateKey),
+      signRefresh(slot.sid, iat),
+    ]);
+    slot.token = refresh;
+  };
+  return (warmupS) => closedLoop(CONNECTIONS, warmupS, FLOOR_S, op);
+}
+
+// ---------------------------------------------------------------- decomposition (--decompose)
+
+interface StoreCost {
+  name: string;
+  statements: string;
+  msPerOp: number;
+  cpuMsPerOp: number;
+}
+
+/**
+ * The server's own Store calls, one at a time on the floor store (PGlite runs them
+ * one at a time anyway): what each PGlite round trip and each flow's writes cost.
+ */
+async function decompose(fs: FloorStore): Promise<StoreCost[]> {
+  const store = new Store(fs.db);
+  const client = { ip: '127.0.0.1', userAgent: 'bench' };
+  const slots = fs.sessionIds.map((id) => ({ id, hash: '' }));
+  // Give each floor session a refresh token whose hash we know.
+  for (const slot of slots) {
+    slot.hash = randomBytes(32).toString('base64url');
+    await fs.db.query('INSERT INTO refresh_tokens (jti_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)', [
+      slot.hash,
+      slot.id,
+      new Date(),
+      new Date(Date.now() + 30 * DAY_MS),
+    ]);
   }
+  let i = 0;
+  const cases: [string, string, () => Promise<unknown>][] = [
+    ['SELECT 1', '1', () => fs.db.query('SELECT 1')],
+    ['empty transaction', 'BEGIN, COMMIT', () => fs.db.transaction(async () => {})],
+    [
+      'floor UPDATE sessions … RETURNING *',
+      '1',
+      () =>
+        fs.db.query('UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *', [
+          slots[i++ % slots.length]!.id,
+          new Date(),
+          new Date(Date.now() + 30 * DAY_MS),
+        ]),
+    ],
+    ['Store.findUserByUsername (login)', '1', () => store.findUserByUsername(fs.user.username)],
+    [
+      'Store.createSession (login)',
+      'BEGIN, 3 INSERT, COMMIT',
+      () =>
+        store.createSession({
+          session: { id: randomUUID(), user: fs.user, client },
+          token: { jtiHash: randomBytes(32).toString('base64url'), issuedAt: new Date(), expiresAt: new Date(Date.now() + 30 * DAY_MS) },
+          single: false,
+          now: new Date(),
+        }),
+    ],
+    [
+      'Store.rotateRefreshToken (refresh)',
+      'BEGIN, 3 SELECT, INSERT, 2 UPDATE, INSERT audit, COMMIT',
+      async () => {
+        const slot = slots[i++ % slots.length]!;
+        const successor = randomBytes(32).toString('base64url');
+        const now = new Date();
+        const outcome = await store.rotateRefreshToken({
+          sessionId: slot.id,
+          jtiHash: slot.hash,
+          successor: { jtiHash: successor, issuedAt: now, expiresAt: new Date(now.getTime() + 30 * DAY_MS) },
+          now,
+          graceMs: 10_000,
+          client,
+        });
+        if (outcome.kind !== 'rotated') throw new Error(`rotate: ${outcome.kind}`);
+        slot.hash = successor;
+      },
+    ],
+  ];
+  const costs: StoreCost[] = [];
+  for (const [name, statements, op] of cases) {
+    const m = await closedLoop(1, 0.5, 2, async () => {
+      await op();
+    });
+    costs.push({ name, statements, msPerOp: m.p50, cpuMsPerOp: m.cpuSelfMs });
+    log(`decompose: ${name}: p50 ${m.p50.toFixed(3)} ms, CPU ${m.cpuSelfMs.toFixed(3)} ms/op`);
+  }
+  return costs;
 }
 
 // ---------------------------------------------------------------- one algorithm
 
 interface AlgResult {
   alg: Alg;
-  /** 3 s after listening, first start: a fresh data dir (PGlite runs initdb). */
-  idleRssMb: number;
-  /** 3 s after listening, restarted on the data dir the load left behind. */
-  restartIdleRssMb: number;
+  /** Whether this server started on a fresh data dir (PGlite runs initdb) or restarted on the previous one. */
+  freshDataDir: boolean;
   startSeconds: number;
-  restartSeconds: number;
+  /** VmRSS 3 s after the server listened, before any request. */
+  idleRssMb: number;
   loadedRssMb: number;
-  hwmRssMb: number;
+  peakRssMb: number;
   registerSeconds: number;
   argon2Floor: Measured;
   login: Measured;
@@ -472,67 +592,59 @@ interface AlgResult {
   stderr: string;
 }
 
-async function benchAlg(alg: Alg): Promise<AlgResult> {
-  log(`${alg}: starting tessera serve`);
-  const tStart = performance.now();
-  const server = await startServer(alg);
-  const startSeconds = (performance.now() - tStart) / 1000;
-  let stopped = false;
+async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: FloorStore, known: string[] | undefined) {
+  log(`${alg}: starting tessera serve on ${fresh ? 'a fresh' : 'the existing'} data dir`);
+  const server = await startServer(alg, dataDir);
   try {
-    log(`${alg}: listening on ${server.url.origin} (pid ${server.pid}); idle 3 s`);
+    log(`${alg}: listening on ${server.url.origin} after ${server.startSeconds.toFixed(1)} s (pid ${server.pid}); idle 3 s`);
     await sleep(3000);
-    const idleRssMb = procStatusKb(server.pid, 'VmRSS') / 1024;
+    const idleRssMb = procStatusMb(server.pid, 'VmRSS');
 
-    const t = performance.now();
-    const users = await registerUsers(server, USERS, CONNECTIONS);
-    const registerSeconds = (performance.now() - t) / 1000;
-    log(`${alg}: registered ${users.length} users in ${registerSeconds.toFixed(1)} s; argon2id floor`);
+    let registerSeconds = 0;
+    let users = known;
+    if (!users) {
+      const t = performance.now();
+      users = await registerUsers(server, USERS, CONNECTIONS);
+      registerSeconds = (performance.now() - t) / 1000;
+      log(`${alg}: registered ${users.length} users in ${registerSeconds.toFixed(1)} s`);
+    }
 
-    const floorA = await argon2Floor(CONNECTIONS);
-    log(`${alg}: argon2id verify ${floorA.perSecond.toFixed(0)}/s; login warm-up + ${DURATION_S} s`);
+    const argon2 = await argon2Floor();
+    const a1 = await argon2(1);
+    log(`${alg}: argon2id verify ${a1.perSecond.toFixed(0)}/s; login ${WARMUP_S} s warm-up + ${DURATION_S} s`);
     const sessions: SessionSlot[] = [];
     if (WARMUP_S > 0) await loginLoad(server, users, WARMUP_S, sessions);
     const login = await loginLoad(server, users, DURATION_S, sessions);
-    log(`${alg}: login ${login.perSecond.toFixed(0)}/s (${sessions.length} sessions open); refresh floor`);
+    const a2 = await argon2(0.5);
+    log(`${alg}: login ${login.perSecond.toFixed(0)}/s, argon2id verify after ${a2.perSecond.toFixed(0)}/s (${sessions.length} sessions open)`);
+    if (sessions.length < SESSIONS) throw new Error(`only ${sessions.length} sessions to refresh, need ${SESSIONS}`);
 
-    const floorR = await refreshFloor(alg, CONNECTIONS, SESSIONS);
-    log(`${alg}: refresh floor ${floorR.perSecond.toFixed(0)}/s; refresh warm-up + ${DURATION_S} s over ${SESSIONS} sessions`);
-    const free = sessions.slice(0, SESSIONS);
-    if (free.length < SESSIONS) throw new Error(`only ${free.length} sessions to refresh`);
+    const floor = await refreshFloor(floorStore, alg);
+    const r1 = await floor(1);
+    log(`${alg}: refresh floor ${r1.perSecond.toFixed(0)}/s; refresh ${WARMUP_S} s warm-up + ${DURATION_S} s over ${SESSIONS} sessions`);
+    const free = sessions.slice(-SESSIONS);
     if (WARMUP_S > 0) await refreshLoad(server, free, WARMUP_S);
     const refresh = await refreshLoad(server, free, DURATION_S);
-    log(`${alg}: refresh ${refresh.perSecond.toFixed(0)}/s`);
-    const loadedRssMb = procStatusKb(server.pid, 'VmRSS') / 1024;
-    const hwmRssMb = procStatusKb(server.pid, 'VmHWM') / 1024;
-    const stderr = server.stderr.join('');
+    const r2 = await floor(0.5);
+    log(`${alg}: refresh ${refresh.perSecond.toFixed(0)}/s, floor after ${r2.perSecond.toFixed(0)}/s`);
 
-    log(`${alg}: restarting on the same data dir; idle 3 s`);
-    await stopServer(server, true);
-    stopped = true;
-    const tRestart = performance.now();
-    const again = await startServer(alg, server.dataDir);
-    const restartSeconds = (performance.now() - tRestart) / 1000;
-    await sleep(3000);
-    const restartIdleRssMb = procStatusKb(again.pid, 'VmRSS') / 1024;
-    await stopServer(again);
-    return {
+    const result: AlgResult = {
       alg,
+      freshDataDir: fresh,
+      startSeconds: server.startSeconds,
       idleRssMb,
-      restartIdleRssMb,
-      startSeconds,
-      restartSeconds,
-      loadedRssMb,
-      hwmRssMb,
+      loadedRssMb: procStatusMb(server.pid, 'VmRSS'),
+      peakRssMb: procStatusMb(server.pid, 'VmHWM'),
       registerSeconds,
-      argon2Floor: floorA,
+      argon2Floor: bracket(a1, a2),
       login,
-      refreshFloor: floorR,
+      refreshFloor: bracket(r1, r2),
       refresh,
-      stderr: stderr + again.stderr.join(''),
+      stderr: server.stderr.join(''),
     };
+    return { result, users };
   } finally {
-    if (!stopped) await stopServer(server);
-    else await rm(server.dataDir, { recursive: true, force: true });
+    await stopServer(server);
   }
 }
 
@@ -541,105 +653,120 @@ async function benchAlg(alg: Alg): Promise<AlgResult> {
 function staleDist(): string[] {
   const stale: string[] = [];
   for (const pkg of ['protocol', 'server', 'cli']) {
-    const src = join(ROOT, 'packages', pkg, 'src');
     const walk = (dir: string) => {
       for (const name of readdirSync(dir)) {
         const path = join(dir, name);
         if (statSync(path).isDirectory()) walk(path);
         else if (name.endsWith('.ts') && !name.endsWith('.test.ts')) {
-          const out = path.replace(`${join('packages', pkg, 'src')}`, join('packages', pkg, 'dist')).replace(/\.ts$/, '.js');
+          const out = path.replace(join('packages', pkg, 'src'), join('packages', pkg, 'dist')).replace(/\.ts$/, '.js');
           if (!existsSync(out) || statSync(out).mtimeMs < statSync(path).mtimeMs) stale.push(relative(ROOT, path));
         }
       }
     };
-    walk(src);
+    walk(join(ROOT, 'packages', pkg, 'src'));
   }
   return stale;
 }
 
-const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : 'n/a');
-const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
-const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+const fmt = (digits: number) => (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+const f0 = fmt(0);
+const f1 = fmt(1);
+const f2 = fmt(2);
 const met = (ok: boolean) => (ok ? 'yes' : '**no**');
 
 function table(results: AlgResult[]): string {
-  const rows: string[] = [
-    '| Figure | Server (tessera serve) | Floor, same run | Ratio | Goal | Met |',
-    '|---|---:|---:|---:|---|---|',
-  ];
+  const rows = ['| Figure | Server (`tessera serve`) | Floor, same run | Ratio | Goal | Met |', '|---|---:|---:|---:|---|---|'];
   for (const r of results) {
     const ratio = r.login.perSecond / r.argon2Floor.perSecond;
-    rows.push(
-      `| Login req/s, ${r.alg} server | ${f0(r.login.perSecond)} | ${f0(r.argon2Floor.perSecond)} argon2id verify/s | ${f2(ratio)} | ≥ 0.90 | ${met(ratio >= 0.9)} |`,
-    );
+    rows.push(`| Login req/s (${r.alg} server) | ${f0(r.login.perSecond)} | ${f0(r.argon2Floor.perSecond)} argon2id verify/s | ${f2(ratio)} | ≥ 0.90 | ${met(ratio >= 0.9)} |`);
   }
   for (const r of results) {
     const ratio = r.refresh.perSecond / r.refreshFloor.perSecond;
-    rows.push(
-      `| Refresh req/s, ${r.alg} | ${f0(r.refresh.perSecond)} | ${f0(r.refreshFloor.perSecond)} verify+UPDATE+2 signs/s | ${f2(ratio)} | ≥ 0.85 | ${met(ratio >= 0.85)} |`,
-    );
+    rows.push(`| Refresh req/s (${r.alg}) | ${f0(r.refresh.perSecond)} | ${f0(r.refreshFloor.perSecond)} verify+UPDATE+2 signs/s | ${f2(ratio)} | ≥ 0.85 | ${met(ratio >= 0.85)} |`);
   }
+  for (const r of results) rows.push(`| Login p50 / p99 ms (${r.alg}) | ${f1(r.login.p50)} / ${f1(r.login.p99)} | ${f1(r.argon2Floor.p50)} / ${f1(r.argon2Floor.p99)} | | | |`);
+  for (const r of results) rows.push(`| Refresh p50 / p99 ms (${r.alg}) | ${f1(r.refresh.p50)} / ${f1(r.refresh.p99)} | ${f1(r.refreshFloor.p50)} / ${f1(r.refreshFloor.p99)} | | | |`);
   for (const r of results) {
-    rows.push(`| Login p50 / p99 ms, ${r.alg} | ${f1(r.login.p50)} / ${f1(r.login.p99)} | ${f1(r.argon2Floor.p50)} / ${f1(r.argon2Floor.p99)} | | | |`);
-  }
-  for (const r of results) {
-    rows.push(`| Refresh p50 / p99 ms, ${r.alg} | ${f1(r.refresh.p50)} / ${f1(r.refresh.p99)} | ${f1(r.refreshFloor.p50)} / ${f1(r.refreshFloor.p99)} | | | |`);
-  }
-  for (const r of results) {
-    rows.push(`| Idle RSS MB, ${r.alg} server, first start (fresh data dir) | ${f0(r.idleRssMb)} | | | ≤ 150 | ${met(r.idleRssMb <= 150)} |`);
-    rows.push(`| Idle RSS MB, ${r.alg} server, restart (existing data dir) | ${f0(r.restartIdleRssMb)} | | | ≤ 150 | ${met(r.restartIdleRssMb <= 150)} |`);
+    const how = r.freshDataDir ? 'first start, fresh data dir' : 'restart on existing data dir';
+    rows.push(`| Idle RSS MB (${r.alg} server, ${how}) | ${f0(r.idleRssMb)} | | | ≤ 150 | ${met(r.idleRssMb <= 150)} |`);
   }
   return rows.join('\n');
 }
 
 function diagnostics(results: AlgResult[]): string {
-  const rows: string[] = [
-    '| Phase | ok/s | failed | server CPU ms/op | server main thread busy | server other threads busy | load-gen/floor CPU ms/op | notes |',
+  const rows = [
+    '| Phase | ok/s | failed | server CPU ms/op | server main thread on CPU | server other threads on CPU | this process CPU ms/op | notes |',
     '|---|---:|---:|---:|---:|---:|---:|---|',
   ];
   const pct = (n: number | undefined) => (n === undefined ? '' : `${(n * 100).toFixed(0)}%`);
+  const line = (name: string, m: Measured, notes = '') =>
+    rows.push(
+      `| ${name} | ${f0(m.perSecond)} | ${m.failed} | ${m.cpuServerMs === undefined ? '' : f2(m.cpuServerMs)} | ${pct(m.serverMainBusy)} | ${pct(m.serverOtherBusy)} | ${f2(m.cpuSelfMs)} | ${notes} |`,
+    );
+  const halves = (m: Measured) => (m.halves ? `before ${f0(m.halves[0])}/s, after ${f0(m.halves[1])}/s` : '');
+  const cpuRatio = (floor: Measured, http: Measured) => floor.cpuSelfMs / (http.cpuServerMs! + http.cpuSelfMs);
   for (const r of results) {
-    const line = (name: string, m: Measured, notes = '') =>
-      rows.push(
-        `| ${name} | ${f0(m.perSecond)} | ${m.failed} | ${m.cpuServerMs === undefined ? '' : f2(m.cpuServerMs)} | ${pct(m.serverMainBusy)} | ${pct(m.serverOtherBusy)} | ${f2(m.cpuSelfMs)} | ${notes} |`,
-      );
-    line(`argon2id floor (${r.alg} run)`, r.argon2Floor);
-    line(`login ${r.alg}`, r.login);
-    line(`refresh floor ${r.alg}`, r.refreshFloor);
+    line(`argon2id verify floor (${r.alg} run)`, r.argon2Floor, halves(r.argon2Floor));
+    line(`login, ${r.alg}`, r.login, `CPU-normalised ratio ${f2(cpuRatio(r.argon2Floor, r.login))}`);
+    line(`refresh floor, ${r.alg}`, r.refreshFloor, halves(r.refreshFloor));
     const e = r.refresh.extra ?? {};
-    line(`refresh ${r.alg}`, r.refresh, `replays ${e.replays}, starved ${e.starved}`);
+    line(`refresh, ${r.alg}`, r.refresh, `CPU-normalised ratio ${f2(cpuRatio(r.refreshFloor, r.refresh))}; replays ${e.replays}, starved ${e.starved}`);
   }
-  const rss = results
-    .map(
-      (r) =>
-        `${r.alg}: idle ${f0(r.idleRssMb)} MB (start ${f1(r.startSeconds)} s), after load ${f0(r.loadedRssMb)} MB, peak ${f0(r.hwmRssMb)} MB, ` +
-        `restart idle ${f0(r.restartIdleRssMb)} MB (start ${f1(r.restartSeconds)} s); ${USERS} users registered in ${f1(r.registerSeconds)} s`,
-    )
-    .join('\n');
-  return `${rows.join('\n')}\n\nServer processes:\n${rss}`;
+  const servers = results.map(
+    (r) =>
+      `- ${r.alg}: ${r.freshDataDir ? 'fresh data dir' : 'existing data dir'}, listening after ${f1(r.startSeconds)} s; idle ${f0(r.idleRssMb)} MB, ` +
+      `after the load ${f0(r.loadedRssMb)} MB, peak ${f0(r.peakRssMb)} MB` +
+      (r.registerSeconds ? `; ${USERS} users registered in ${f1(r.registerSeconds)} s` : ''),
+  );
+  return `${rows.join('\n')}\n\nCPU-normalised ratio = floor CPU ms/op ÷ (server + load generator CPU ms/op).\n\n${servers.join('\n')}`;
 }
 
 async function main() {
   if (!existsSync(CLI)) throw new Error(`${relative(ROOT, CLI)} is missing: run npm run build first`);
   const stale = staleDist();
-  if (stale.length) log(`WARNING: dist older than src for ${stale.join(', ')} (run npm run build to bench the current sources)`);
-  if (args['cpu-prof']) log(`server CPU profiles go to ${args['cpu-prof']} (profiling slows the server: do not quote these figures)`);
-
+  if (stale.length) log(`WARNING: dist is older than src for ${stale.join(', ')} (npm run build benches the current sources)`);
+  if (args['cpu-prof']) log(`server CPU profiles go to ${args['cpu-prof']}: profiling slows the server, do not quote these figures`);
   const startedAt = new Date();
+
+  log(`floor store: PGlite in a temp data dir, migrate, ${SESSIONS} sessions`);
+  const floorStore = await openFloorStore(SESSIONS);
+  const dataDir = await mkdtemp(join(os.tmpdir(), 'tessera-bench-server-'));
   const results: AlgResult[] = [];
-  for (const alg of ALGS) results.push(await benchAlg(alg));
+  let costs: StoreCost[] = [];
+  try {
+    let users: string[] | undefined;
+    for (const [i, alg] of ALGS.entries()) {
+      const run = await benchAlg(alg, dataDir, i === 0, floorStore, users);
+      users = run.users;
+      results.push(run.result);
+    }
+    if (args.decompose) costs = await decompose(floorStore);
+  } finally {
+    await floorStore.db.close().catch(() => {});
+    await rm(floorStore.dir, { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true });
+  }
   const seconds = (performance.now() - T0) / 1000;
 
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const header = [
-    `Date: ${startedAt.toISOString()}; run time ${seconds.toFixed(0)} s`,
-    `Machine: ${os.availableParallelism()} CPUs (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${os.type()} ${os.release()}`,
-    `Settings: ${CONNECTIONS} connections / in flight, ${DURATION_S} s measured HTTP phases after ${WARMUP_S} s warm-up, ${FLOOR_S} s floors, ${USERS} users, ${SESSIONS} refresh sessions`,
-    stale.length ? `WARNING: dist was older than src for ${stale.join(', ')}` : '',
-  ].filter(Boolean);
-  process.stdout.write(`${header.join('\n')}\n\n${table(results)}\n\nDiagnostics\n\n${diagnostics(results)}\n`);
-  for (const r of results) if (r.stderr.trim()) process.stdout.write(`\nserver ${r.alg} stderr:\n${r.stderr}\n`);
-  if (args.json) await writeFile(args.json, `${JSON.stringify({ startedAt, seconds, machine: { cpus: os.availableParallelism(), cpu, node: process.version }, results }, null, 2)}\n`);
+    `Date: ${startedAt.toISOString()}; total run time ${seconds.toFixed(0)} s`,
+    `Machine: nproc ${os.availableParallelism()} (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}`,
+    `Settings: ${CONNECTIONS} connections / ops in flight; HTTP phases ${DURATION_S} s after ${WARMUP_S} s warm-up; floors ${FLOOR_S} s before + ${FLOOR_S} s after their HTTP phase; ${USERS} users; ${SESSIONS} refresh sessions`,
+    ...(stale.length ? [`WARNING: dist was older than src for ${stale.join(', ')}`] : []),
+  ];
+  let out = `${header.join('\n')}\n\n${table(results)}\n\nDiagnostics\n\n${diagnostics(results)}\n`;
+  if (costs.length) {
+    out += '\nStore calls on PGlite, one at a time (--decompose)\n\n| Call | PGlite round trips | p50 ms | CPU ms/op |\n|---|---|---:|---:|\n';
+    out += costs.map((c) => `| ${c.name} | ${c.statements} | ${c.msPerOp.toFixed(3)} | ${c.cpuMsPerOp.toFixed(3)} |`).join('\n');
+    out += '\n';
+  }
+  for (const r of results) if (r.stderr.trim()) out += `\nServer ${r.alg} stderr:\n${r.stderr.trim()}\n`;
+  process.stdout.write(out);
+  if (args.json) {
+    const machine = { nproc: os.availableParallelism(), cpu, node: process.version };
+    await writeFile(args.json, `${JSON.stringify({ startedAt, seconds, machine, args, results, costs }, null, 2)}\n`);
+  }
 }
 
 await main();

@@ -322,3 +322,87 @@ describe('policies', () => {
     }
   });
 });
+
+describe('hardening (from the security review)', () => {
+  test('an attacker failing from one address cannot lock the user out from another', async () => {
+    const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=3/15m', trustProxy: true });
+    try {
+      const { username, password } = await signUp(t);
+      const from = (ip: string) => ({ 'x-forwarded-for': ip });
+      for (let i = 0; i < 5; i++) await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' }, headers: from('198.51.100.1') });
+      const attacker = await t.call('POST', '/auth/login', { body: { username, password }, headers: from('198.51.100.1') });
+      assert.equal(attacker.status, 429, 'the guessing address is limited, even with the right password');
+      const owner = await t.call('POST', '/auth/login', { body: { username, password }, headers: from('203.0.113.9') });
+      assert.equal(owner.status, 200, 'the owner elsewhere is not');
+      // Spread over many addresses, the account-wide limit (10x) still stops a botnet.
+      for (let i = 0; i < 40; i++) await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' }, headers: from(`192.0.2.${i}`) });
+      const botnet = await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' }, headers: from('192.0.2.200') });
+      assert.equal(botnet.status, 429);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('parallel guesses cannot slip past the limit while argon2 runs', async () => {
+    const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=5/15m' });
+    try {
+      const { username } = await signUp(t);
+      const results = await Promise.all(
+        Array.from({ length: 40 }, () => t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } })),
+      );
+      const checked = results.filter((r) => r.status === 401).length;
+      assert.equal(checked, 5, `${checked} password checks for a limit of 5`);
+      assert.equal(results.filter((r) => r.status === 429).length, 35);
+      const rows = await t.server.context.store.listAudit({ limit: 100 });
+      assert.equal(rows.filter((e) => e.event === 'rate_limited').length, 1, 'one audit row per limited key and window');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a NUL in a username and an out-of-range cursor are client errors, not 500s', async () => {
+    const t = await startTestServer();
+    try {
+      const login = await t.call('POST', '/auth/login', { body: { username: 'a\u0000b', password: 'whatever password' } });
+      assert.equal(login.status, 401);
+      assert.equal(login.body.error, 'invalid_credentials');
+      const reg = await t.call('POST', '/auth/register', { body: { username: 'a\u0000bcd', password: 'whatever password' } });
+      assert.equal(reg.body.error, 'invalid_request');
+      const { pair } = await signUp(t);
+      const audit = await t.call('GET', '/auth/audit?before=9999999999999999999', { token: pair.access_token });
+      assert.equal(audit.status, 400);
+      assert.equal(audit.body.error, 'invalid_request');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('rotation never extends a session past --refresh-ttl from login', async () => {
+    const t = await startTestServer({ refreshTtl: '30d' });
+    try {
+      const { pair } = await signUp(t);
+      t.clock.advance(29 * 86400);
+      const late = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+      assert.equal(late.status, 200);
+      assert.equal(late.body.refresh_expires_in, 86400);
+      t.clock.advance(86400);
+      const dead = await t.call('POST', '/auth/refresh', { token: late.body.refresh_token });
+      assert.equal(dead.body.error, 'token_expired');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a wrong current password is a 401 with a challenge that does not blame the token', async () => {
+    const t = await startTestServer();
+    try {
+      const { pair } = await signUp(t);
+      const res = await t.call('POST', '/auth/password', { token: pair.access_token, body: { current_password: 'nope nope nope', new_password: 'new password 123' } });
+      assert.equal(res.status, 401);
+      assert.equal(res.body.error, 'invalid_credentials');
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="tessera"');
+    } finally {
+      await t.close();
+    }
+  });
+});

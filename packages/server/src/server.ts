@@ -7,6 +7,7 @@ import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
 import { createDummyHash } from './lib/passwords.js';
 import { RateLimiter } from './lib/rate_limiter.js';
+import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
 import type { Database } from './store/database.js';
 import { lockDataDir } from './store/data_dir_lock.js';
 import { migrate } from './store/migrations.js';
@@ -49,7 +50,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       issuer: () => issuer ?? `http://localhost:${config.port}`,
       now: config.clock,
       dummyHash: await createDummyHash(),
-      limits: { ip: new RateLimiter(config.rateLimit.ip), user: new RateLimiter(config.rateLimit.user) },
+      limits: createLimits(config),
       log,
     };
     const app = await buildApp(context);
@@ -82,6 +83,24 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
     release();
     throw error;
   }
+}
+
+function createLimits(config: ServerConfig): AuthContext['limits'] {
+  const { ip, user } = config.rateLimit;
+  const reportedAt = new Map<string, number>();
+  const window = Math.max(ip.windowSeconds, user.windowSeconds) * 1000;
+  return {
+    ip: new RateLimiter(ip),
+    user: new RateLimiter(user),
+    userGlobal: new RateLimiter({ max: user.max * USER_GLOBAL_FACTOR, windowSeconds: user.windowSeconds }),
+    reported(key, now) {
+      const last = reportedAt.get(key);
+      if (last !== undefined && now - last < window) return false;
+      if (reportedAt.size > 100_000) reportedAt.clear();
+      reportedAt.set(key, now);
+      return true;
+    },
+  };
 }
 
 async function openDatabase(config: ServerConfig): Promise<{ db: Database; release: () => void }> {

@@ -15,6 +15,14 @@ export interface AuthContext {
   now(): number;
   /** Verified against for unknown users, so their timing matches a wrong password. */
   readonly dummyHash: string;
-  readonly limits: { readonly ip: RateLimiter; readonly user: RateLimiter };
+  readonly limits: {
+    readonly ip: RateLimiter;
+    /** Failed password attempts per (account, address). */
+    readonly user: RateLimiter;
+    /** Failed password attempts per account from all addresses. */
+    readonly userGlobal: RateLimiter;
+    /** True once per key and window: whether a refusal should be written to the audit log. */
+    reported(key: string, now: number): boolean;
+  };
   readonly log: Logger;
 }

@@ -5,7 +5,7 @@ import { verifyPassword } from '../lib/passwords.js';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { AuthContext } from './context.js';
 import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
-import { checkIpLimit, checkUserLimit, countFailedLogin } from './rate_limits.js';
+import { checkIpLimit, takePasswordAttempt } from './rate_limits.js';
 
 /**
  * Password login: checks the password, opens a session and issues its first pair.
@@ -17,12 +17,11 @@ export async function login(
   input: { username: string; password: string; client: ClientInfo },
 ): Promise<IssuedPair> {
   await checkIpLimit(ctx, input.client);
-  await checkUserLimit(ctx, input.client, input.username);
-  const found = await ctx.store.findUserByUsername(input.username.normalize('NFKC'));
+  const found = await findUser(ctx, input.username);
+  const refund = await takePasswordAttempt(ctx, input.client, found, input.username);
   // Always one argon2id verify, against a dummy hash when there is no such user.
   const ok = await verifyPassword(found?.passwordHash ?? ctx.dummyHash, input.password);
   if (!found || !ok) {
-    countFailedLogin(ctx, input.username);
     await ctx.store.appendAudit(new Date(ctx.now()), [
       {
         event: 'login.failed',
@@ -36,6 +35,7 @@ export async function login(
     ]);
     throw new TesseraError('invalid_credentials');
   }
+  refund();
   if (found.disabledAt) {
     await ctx.store.appendAudit(new Date(ctx.now()), [
       {
@@ -53,18 +53,30 @@ export async function login(
   return openSession(ctx, found, input.client);
 }
 
-/** Opens a session for `user` and issues its first token pair. */
+/** A username that cannot exist (wrong shape, a NUL byte) is simply not found. */
+async function findUser(ctx: AuthContext, username: string): Promise<UserRecord | null> {
+  const normalized = username.normalize('NFKC');
+  if (normalized.length > 64 || normalized.includes('\u0000')) return null;
+  return ctx.store.findUserByUsername(normalized);
+}
+
+/**
+ * Opens a session for `user` and issues its first token pair. The store opens it
+ * only if the user is still as checked (same password hash, not disabled): a
+ * login whose password check raced a password change gets no session.
+ */
 export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo): Promise<IssuedPair> {
   const now = ctx.now();
   const sessionId = randomUUID();
   const jti = newRefreshJti();
   const issuedAt = new Date(now);
   const expiresAt = new Date(now + ctx.config.refreshTtl * 1000);
-  await ctx.store.createSession({
+  const opened = await ctx.store.createSession({
     session: { id: sessionId, user, client },
     token: { jtiHash: refreshJtiHash(jti), issuedAt, expiresAt },
     single: ctx.config.sessionPolicy === 'single',
     now: issuedAt,
   });
+  if (!opened.opened) throw new TesseraError('invalid_credentials');
   return issueTokenPair(ctx, { user, sessionId, refreshJti: jti, issuedAt, expiresAt });
 }

@@ -1,37 +1,87 @@
 import { TesseraError } from '@tessera/protocol';
-import type { ClientInfo } from '../store/records.js';
+import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { AuthContext } from './context.js';
 
-/** Every login and register attempt counts against the client's IP. */
+/**
+ * How many times the per-username limit a username may fail in total, from
+ * every address together. The per-(username, address) limit stops one client
+ * guessing; this one stops a botnet, and since one address can contribute only
+ * the per-address limit, locking a real user out takes this many addresses.
+ */
+export const USER_GLOBAL_FACTOR = 10;
+
+/** Every login and register attempt counts against the client's address. */
 export async function checkIpLimit(ctx: AuthContext, client: ClientInfo): Promise<void> {
-  const wait = ctx.limits.ip.consume(`ip:${client.ip ?? 'unknown'}`, ctx.now());
-  if (wait > 0) await refuse(ctx, client, wait, 'ip', null);
+  const now = ctx.now();
+  const key = `ip:${addressGroup(client.ip)}`;
+  const wait = ctx.limits.ip.consume(key, now);
+  if (wait > 0) await refuse(ctx, client, wait, key, 'ip limit', null);
 }
 
-/** Failed logins count against the username; refused while over the limit. */
-export async function checkUserLimit(ctx: AuthContext, client: ClientInfo, username: string): Promise<void> {
-  const wait = ctx.limits.user.retryAfter(userKey(username), ctx.now());
-  if (wait > 0) await refuse(ctx, client, wait, 'user', username);
+/**
+ * Counts a password attempt against the account before the password is checked
+ * (so parallel guesses cannot slip through while argon2 runs), and returns a
+ * function that takes it back when the password was right: only failures count.
+ * The account is the user id when the user exists, so spellings that fold to the
+ * same user share one budget.
+ */
+export async function takePasswordAttempt(
+  ctx: AuthContext,
+  client: ClientInfo,
+  user: UserRecord | null,
+  username: string,
+): Promise<() => void> {
+  const now = ctx.now();
+  const account = user ? `id:${user.id}` : `name:${username.normalize('NFKC').toLowerCase()}`;
+  const pairKey = `${account}|${addressGroup(client.ip)}`;
+  const wait = Math.max(ctx.limits.user.retryAfter(pairKey, now), ctx.limits.userGlobal.retryAfter(account, now));
+  if (wait > 0) await refuse(ctx, client, wait, pairKey, 'user limit', user);
+  ctx.limits.user.hit(pairKey, now);
+  ctx.limits.userGlobal.hit(account, now);
+  return () => {
+    ctx.limits.user.refund(pairKey, now);
+    ctx.limits.userGlobal.refund(account, now);
+  };
 }
 
-export function countFailedLogin(ctx: AuthContext, username: string): void {
-  ctx.limits.user.hit(userKey(username), ctx.now());
+/**
+ * The unit an address is limited by: an IPv4 address, or the /64 of an IPv6 one
+ * (one subscriber usually holds a whole /64, so single addresses are free to them).
+ */
+export function addressGroup(ip: string | null): string {
+  if (!ip) return 'unknown';
+  if (!ip.includes(':')) return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail = ''] = ip.toLowerCase().split('%')[0]!.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => Number.parseInt(g || '0', 16).toString(16)).join(':')}::/64`;
 }
 
-const userKey = (username: string) => `user:${username.normalize('NFKC').toLowerCase()}`;
-
-async function refuse(ctx: AuthContext, client: ClientInfo, wait: number, scope: 'ip' | 'user', username: string | null): Promise<never> {
-  const user = username === null ? null : await ctx.store.findUserByUsername(username).catch(() => null);
-  await ctx.store.appendAudit(new Date(ctx.now()), [
-    {
-      event: 'rate_limited',
-      outcome: 'failure',
-      userId: user?.id ?? null,
-      username: user?.username ?? null,
-      ip: client.ip,
-      userAgent: client.userAgent,
-      reason: `${scope} limit`,
-    },
-  ]);
+async function refuse(
+  ctx: AuthContext,
+  client: ClientInfo,
+  wait: number,
+  key: string,
+  reason: string,
+  user: UserRecord | null,
+): Promise<never> {
+  // One audit row per limited key and window: a client hammering past its limit
+  // must not be able to grow the audit table at request rate.
+  if (ctx.limits.reported(key, ctx.now())) {
+    await ctx.store.appendAudit(new Date(ctx.now()), [
+      {
+        event: 'rate_limited',
+        outcome: 'failure',
+        userId: user?.id ?? null,
+        username: user?.username ?? null,
+        ip: client.ip,
+        userAgent: client.userAgent,
+        reason,
+      },
+    ]);
+  }
   throw new TesseraError('rate_limited', undefined, { retryAfter: wait });
 }

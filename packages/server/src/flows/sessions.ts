@@ -4,7 +4,7 @@ import { checkPasswordPolicy, hashPassword, verifyPassword } from '../lib/passwo
 import type { ClientInfo, SessionRecord } from '../store/records.js';
 import { type Authenticated, verifyAccessToken } from './authenticate.js';
 import type { AuthContext } from './context.js';
-import { checkUserLimit, countFailedLogin } from './rate_limits.js';
+import { takePasswordAttempt } from './rate_limits.js';
 import { verifyRefreshToken } from './rotate_refresh_token.js';
 
 /**
@@ -67,11 +67,11 @@ export async function changePassword(
 ): Promise<void> {
   checkPasswordPolicy(input.newPassword);
   // A stolen access token must not become a password oracle: failures count like failed logins.
-  await checkUserLimit(ctx, input.client, auth.user.username);
+  const refund = await takePasswordAttempt(ctx, input.client, auth.user, auth.user.username);
   if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
-    countFailedLogin(ctx, auth.user.username);
     throw new TesseraError('invalid_credentials');
   }
+  refund();
   await ctx.store.changePassword({
     userId: auth.user.id,
     username: auth.user.username,

@@ -20,6 +20,10 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
   if (TOKEN_CODES.has(tessera.code)) {
     // RFC 6750 §3.1: every Bearer token failure is "invalid_token"; the body says which.
     reply.header('www-authenticate', 'Bearer error="invalid_token"');
+  } else if (tessera.status === 401) {
+    // RFC 7235: every 401 carries a challenge. Without error="invalid_token" a client
+    // knows the token itself was fine (a wrong password), so it must not refresh.
+    reply.header('www-authenticate', 'Bearer realm="tessera"');
   }
   if (tessera.retryAfter !== undefined) reply.header('retry-after', String(tessera.retryAfter));
   return reply

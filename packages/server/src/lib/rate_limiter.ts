@@ -48,6 +48,13 @@ export class RateLimiter {
     if (w) w.current += 1;
   }
 
+  /** Takes back one attempt counted in the current window (a login that turned out right). */
+  refund(key: string, now: number): void {
+    const w = this.#windows.get(key);
+    const size = this.#limit.windowSeconds * 1000;
+    if (w && w.start === Math.floor(now / size) * size && w.current > 0) w.current -= 1;
+  }
+
   /** Counts one attempt and says how long to wait if it is over the limit (0: go ahead). */
   consume(key: string, now: number): number {
     const wait = this.retryAfter(key, now);

@@ -198,3 +198,27 @@ storeSuite('PostgreSQL', async () => {
   postgres = await startPostgres();
   return openPostgresDatabase({ url: await createDatabase(postgres.url, 'store_suite') });
 });
+
+describe('a login that raced a password change gets no session', () => {
+  test('createSession refuses a user record whose password hash is stale, or a disabled user', async () => {
+    const db = await openPgliteDatabase(undefined);
+    await migrate(db);
+    const store = new Store(db);
+    try {
+      const now = new Date();
+      const client = { ip: null, userAgent: null };
+      const user = await store.createUser({ id: randomUUID(), username: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      await store.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: randomUUID(), now, client });
+      const stale = await store.createSession({
+        session: { id: randomUUID(), user, client },
+        token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) },
+        single: false,
+        now,
+      });
+      assert.deepEqual(stale, { opened: false });
+      assert.deepEqual(await store.listActiveSessions(user.id, now), []);
+    } finally {
+      await store.close();
+    }
+  });
+});

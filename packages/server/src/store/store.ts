@@ -115,6 +115,8 @@ export class Store {
     client: ClientInfo;
   }): Promise<{ revoked: string[] }> {
     return this.#write(input.now, async (tx, log) => {
+      // The UPDATE takes the user's row lock, which logins in flight also take: a
+      // session opened before this commits is seen by the revocation below.
       await tx.query('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1', [
         input.userId,
         input.passwordHash,
@@ -139,9 +141,18 @@ export class Store {
     token: NewRefreshToken;
     single: boolean;
     now: Date;
-  }): Promise<{ revoked: string[] }> {
+  }): Promise<{ opened: true; revoked: string[] } | { opened: false }> {
     const { session, token, now } = input;
     return this.#write(now, async (tx, log) => {
+      // Lock the user and check it is still the one whose password was verified: a
+      // concurrent password change (or disable) wins, and logins of one user queue
+      // here, so the single-session policy holds under concurrency too.
+      const current = await tx.query<{ password_hash: string; disabled_at: Date | null }>(
+        'SELECT password_hash, disabled_at FROM users WHERE id = $1 FOR UPDATE',
+        [session.user.id],
+      );
+      const row = current.rows[0];
+      if (!row || row.disabled_at !== null || row.password_hash !== session.user.passwordHash) return { opened: false };
       const base = { userId: session.user.id, username: session.user.username, ...clientAudit(session.client) };
       let revoked: string[] = [];
       if (input.single) {
@@ -158,7 +169,7 @@ export class Store {
         [token.jtiHash, session.id, token.issuedAt, token.expiresAt],
       );
       await log({ ...base, event: 'login.succeeded', outcome: 'success', sessionId: session.id });
-      return { revoked };
+      return { opened: true, revoked };
     });
   }
 
@@ -205,16 +216,18 @@ export class Store {
       }
 
       if (token.usedAt === null) {
-        const successor = input.successor;
+        // A session has an absolute lifetime (--refresh-ttl from login): rotation
+        // never extends it, so a stolen token kept alive by use still dies.
+        const successor = {
+          ...input.successor,
+          expiresAt: input.successor.expiresAt < session.expiresAt ? input.successor.expiresAt : session.expiresAt,
+        };
         await tx.query(
           'INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)',
           [successor.jtiHash, session.id, token.jtiHash, successor.issuedAt, successor.expiresAt],
         );
         await tx.query('UPDATE refresh_tokens SET used_at = $2 WHERE jti_hash = $1', [token.jtiHash, now]);
-        const updated = await tx.query<SessionRow>(
-          'UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *',
-          [session.id, now, successor.expiresAt],
-        );
+        const updated = await tx.query<SessionRow>('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [session.id, now]);
         await log({ ...base, event: 'token.refreshed', outcome: 'success' });
         return { kind: 'rotated', user, session: toSession(updated.rows[0]!), successor };
       }

@@ -164,7 +164,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
           type: 'object',
           properties: {
             limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: '1..100, default 20' },
-            before: { type: 'string', pattern: '^[0-9]{1,19}$', description: 'the `next` cursor of the previous page' },
+            before: { type: 'string', pattern: '^[0-9]{1,18}$', description: 'the `next` cursor of the previous page' },
           },
           additionalProperties: false,
         },
