@@ -50,6 +50,8 @@ export interface ServerOptions {
   trustProxy?: boolean | string;
   /** Logging: `false` silences it, a level name sets it. Default `info`. */
   log?: false | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** Seconds between heartbeat events on the revocation feed. Default 10. */
+  feedHeartbeat?: number;
   /** Where log lines go. Default stdout. */
   logStream?: NodeJS.WritableStream;
   /** Time source in ms; tests inject one. */
@@ -77,6 +79,7 @@ export interface ServerConfig {
   trustProxy: boolean | string;
   log: ServerOptions['log'];
   logStream: NodeJS.WritableStream | undefined;
+  feedHeartbeat: number;
   clock: Clock;
 }
 
@@ -157,6 +160,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     trustProxy: options.trustProxy ?? false,
     log: options.log ?? DEFAULTS.log,
     logStream: options.logStream,
+    feedHeartbeat: options.feedHeartbeat ?? 10,
     clock: options.clock ?? systemClock,
   });
 }

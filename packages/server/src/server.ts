@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { MEMORY_DATA_DIR, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
 import type { AuthContext } from './flows/context.js';
 import { buildApp } from './http/build_app.js';
+import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
 import { createDummyHash } from './lib/passwords.js';
@@ -40,7 +41,13 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
   let issuer = config.issuer;
   try {
     await migrate(db);
-    const store = new Store(db, (entry) => log.info({ audit: entry }, entry.event));
+    // The hub needs the store and the store's audit sink feeds the hub: tie the knot late.
+    let hub: RevocationHub | undefined;
+    const store = new Store(db, (entry) => {
+      log.info({ audit: entry }, entry.event);
+      if (entry.event === 'session.revoked' && entry.sessionId) hub?.publish(entry.sessionId, entry.at);
+    });
+    hub = new RevocationHub({ store, accessTtl: config.accessTtl, now: config.clock });
     const keys = await KeyRing.load(store, { alg: config.alg, privateKeyFile: config.privateKeyFile, now: new Date(config.clock()) });
     if (config.redisUrl) log.warn('--redis-url is accepted but not used yet: rate limits are per instance');
     const context: AuthContext = {
@@ -52,6 +59,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       dummyHash: await createDummyHash(),
       limits: createLimits(config),
       log,
+      revocations: hub,
     };
     const app = await buildApp(context);
     let closed = false;
@@ -72,6 +80,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         closed = true;
         try {
           await app.close();
+          hub.close();
           await store.close();
         } finally {
           release();

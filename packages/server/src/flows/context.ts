@@ -3,6 +3,7 @@ import type { ServerConfig } from '../config.js';
 import type { KeyRing } from '../keys/key_ring.js';
 import type { RateLimiter } from '../lib/rate_limiter.js';
 import type { Store } from '../store/store.js';
+import type { RevocationHub } from './revocation_hub.js';
 
 /** Everything a flow needs; built once per server by `createAuthServer`. */
 export interface AuthContext {
@@ -25,4 +26,6 @@ export interface AuthContext {
     reported(key: string, now: number): boolean;
   };
   readonly log: Logger;
+  /** Pushes revocations to the feed's subscribers. */
+  readonly revocations: RevocationHub;
 }

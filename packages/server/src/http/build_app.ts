@@ -6,6 +6,7 @@ import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
 import { accountRoutes } from './routes/account_routes.js';
 import { discoveryRoutes } from './routes/discovery_routes.js';
+import { revocationRoutes } from './routes/revocation_routes.js';
 import { tokenRoutes } from './routes/token_routes.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 
@@ -65,5 +66,6 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   tokenRoutes(app, ctx);
   accountRoutes(app, ctx);
   discoveryRoutes(app, ctx);
+  revocationRoutes(app, ctx, { heartbeatSeconds: ctx.config.feedHeartbeat });
   return app;
 }

@@ -309,6 +309,15 @@ export class Store {
     });
   }
 
+  /** Sessions revoked after `since`, oldest first: what the revocation feed serves. */
+  async listRevocations(since: Date, limit = 1000): Promise<{ sessionId: string; revokedAt: Date }[]> {
+    const { rows } = await this.db.query<{ id: string; revoked_at: Date }>(
+      'SELECT id, revoked_at FROM sessions WHERE revoked_at > $1 ORDER BY revoked_at, id LIMIT $2',
+      [since, limit],
+    );
+    return rows.map((r) => ({ sessionId: r.id, revokedAt: r.revoked_at }));
+  }
+
   /** Refresh tokens of a session, oldest first (tests and operators). */
   async listRefreshTokens(sessionId: string): Promise<RefreshTokenRecord[]> {
     const { rows } = await this.db.query<TokenRow>(
