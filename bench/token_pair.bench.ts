@@ -25,9 +25,9 @@
  * further algorithm's server restarts on that same data dir (so its idle RSS is the
  * restart case) and logs the same users in.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -470,11 +470,7 @@ async function refreshFloor(fs: FloorStore, alg: Alg): Promise<(warmupS: number)
       clockTolerance: 5,
       requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
     });
-    const { rows } = await fs.db.query('UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *', [
-      payload.sid,
-      new Date(now),
-      new Date(now + 30 * DAY_MS),
-    ]);
+    const { rows } = await fs.db.query('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [payload.sid, new Date(now)]);
     if (rows.length !== 1) throw new Error('floor UPDATE matched no row');
     const iat = Math.floor(now / 1000);
     const [, refresh] = await Promise.all([
@@ -522,17 +518,12 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
     [
       'floor UPDATE sessions … RETURNING *',
       '1',
-      () =>
-        fs.db.query('UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1 RETURNING *', [
-          slots[i++ % slots.length]!.id,
-          new Date(),
-          new Date(Date.now() + 30 * DAY_MS),
-        ]),
+      () => fs.db.query('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [slots[i++ % slots.length]!.id, new Date()]),
     ],
     ['Store.findUserByUsername (login)', '1', () => store.findUserByUsername(fs.user.username)],
     [
       'Store.createSession (login)',
-      'BEGIN, 3 INSERT, COMMIT',
+      'BEGIN, SELECT … FOR UPDATE, 3 INSERT, COMMIT',
       () =>
         store.createSession({
           session: { id: randomUUID(), user: fs.user, client },
@@ -649,22 +640,17 @@ async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: F
 
 // ---------------------------------------------------------------- report
 
+/** Projects `tsc -b` would rebuild (the server child runs packages/cli/dist), from `tsc -b --dry`. */
 function staleDist(): string[] {
-  const stale: string[] = [];
-  for (const pkg of ['protocol', 'server', 'cli']) {
-    const walk = (dir: string) => {
-      for (const name of readdirSync(dir)) {
-        const path = join(dir, name);
-        if (statSync(path).isDirectory()) walk(path);
-        else if (name.endsWith('.ts') && !name.endsWith('.test.ts')) {
-          const out = path.replace(join('packages', pkg, 'src'), join('packages', pkg, 'dist')).replace(/\.ts$/, '.js');
-          if (!existsSync(out) || statSync(out).mtimeMs < statSync(path).mtimeMs) stale.push(relative(ROOT, path));
-        }
-      }
-    };
-    walk(join(ROOT, 'packages', pkg, 'src'));
+  try {
+    const out = execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-b', '--dry', '--verbose', 'packages/cli'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    return [...out.matchAll(/Project '([^']+)' is out of date/g)].map((m) => m[1]!);
+  } catch (error) {
+    return [`(tsc -b --dry failed: ${(error as Error).message.split('\n')[0]})`];
   }
-  return stale;
 }
 
 const fmt = (digits: number) => (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
@@ -723,7 +709,7 @@ function diagnostics(results: AlgResult[]): string {
 async function main() {
   if (!existsSync(CLI)) throw new Error(`${relative(ROOT, CLI)} is missing: run npm run build first`);
   const stale = staleDist();
-  if (stale.length) log(`WARNING: dist is older than src for ${stale.join(', ')} (npm run build benches the current sources)`);
+  if (stale.length) log(`WARNING: tsc -b would rebuild ${stale.join(', ')}: run npm run build to bench the current sources`);
   if (args['cpu-prof']) log(`server CPU profiles go to ${args['cpu-prof']}: profiling slows the server, do not quote these figures`);
   const startedAt = new Date();
 
@@ -752,7 +738,7 @@ async function main() {
     `Date: ${startedAt.toISOString()}; total run time ${seconds.toFixed(0)} s`,
     `Machine: nproc ${os.availableParallelism()} (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}`,
     `Settings: ${CONNECTIONS} connections / ops in flight; HTTP phases ${DURATION_S} s after ${WARMUP_S} s warm-up; floors ${FLOOR_S} s before + ${FLOOR_S} s after their HTTP phase; ${USERS} users; ${SESSIONS} refresh sessions`,
-    ...(stale.length ? [`WARNING: dist was older than src for ${stale.join(', ')}`] : []),
+    ...(stale.length ? [`WARNING: dist was stale (tsc -b would rebuild ${stale.join(', ')})`] : []),
   ];
   let out = `${header.join('\n')}\n\n${table(results)}\n\nDiagnostics\n\n${diagnostics(results)}\n`;
   if (costs.length) {

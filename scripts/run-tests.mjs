@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs every *.test.ts (packages/*/src, apps, examples, test/e2e) with Node's test runner,
-// straight from the TypeScript sources (tsx, and the "source" export condition).
+// straight from the TypeScript sources (tsx, and the "tessera-source" export condition).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -29,7 +29,7 @@ const selected = filter.length ? files.filter((f) => filter.some((p) => f.includ
 selected.sort();
 const result = spawnSync(
   process.execPath,
-  ['--conditions=source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...selected],
+  ['--conditions=tessera-source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...selected],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

@@ -2,6 +2,7 @@ import { ACCESS_TOKEN_TYPE, type AccessTokenClaims, SIGNING_ALGORITHMS, type Sig
 import { errors, jwtVerify } from 'jose';
 import { VERIFY_DEFAULTS } from './defaults.js';
 import { JwksCache } from './jwks_cache.js';
+import { RevocationFeed } from './revocation_feed.js';
 
 export interface VerifierOptions {
   /** The auth server's issuer (`iss` of its tokens), e.g. `https://auth.example.com`. */
@@ -20,8 +21,27 @@ export interface VerifierOptions {
   jwksTimeout?: number;
   /** The `fetch` to reach the JWKS with. Default `globalThis.fetch`. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Reject tokens of revoked sessions (logout, password change, theft) without a
+   * database hit: follow the auth server's revocation feed. Without it, a revoked
+   * session's access tokens stay valid until they expire (`--access-ttl`).
+   */
+  revocation?: RevocationOptions | boolean;
   /** Time in ms since the epoch. Default `Date.now`; tests inject a clock. */
   clock?: () => number;
+}
+
+export interface RevocationOptions {
+  /** The feed. Default `<issuer>/auth/revocations`. */
+  url?: string;
+  /** Seconds without a word from the feed (it sends a heartbeat every 10 s) before it counts as down. Default 30. */
+  maxStaleness?: number;
+  /**
+   * While the feed is down: `'reject'` (the default, fail closed) refuses every
+   * token with `token_revoked`, since revocations may be missed; `'accept'` serves
+   * tokens until they expire, as if there were no feed.
+   */
+  whenStale?: 'reject' | 'accept';
 }
 
 /** A verifier: one per auth server, created at start-up and shared by every request. */
@@ -31,8 +51,10 @@ export interface Verifier {
    * whose `code` is `invalid_token`, `token_expired` or `token_revoked`.
    */
   verify(token: string): Promise<AccessTokenClaims>;
-  /** Fetches the JWKS now, e.g. at start-up so the first request does not wait. */
+  /** Fetches the JWKS (and waits for the revocation feed, when on), e.g. at start-up. */
   prefetch(): Promise<void>;
+  /** Stops following the revocation feed. */
+  close(): void;
 }
 
 /**
@@ -61,8 +83,25 @@ export function createVerifier(options: VerifierOptions): Verifier {
     timeoutMs: config.jwksTimeout,
   });
 
+  const feedOptions = options.revocation === true ? {} : options.revocation || undefined;
+  const feed = feedOptions
+    ? new RevocationFeed({
+        url: feedOptions.url ?? `${config.issuer.replace(/\/+$/, '')}/auth/revocations`,
+        fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+        now,
+        maxStaleness: feedOptions.maxStaleness ?? 30,
+      })
+    : undefined;
+  const failClosed = feedOptions?.whenStale !== 'accept';
+  feed?.start();
+
   return Object.freeze({
-    prefetch: () => jwks.refresh(),
+    async prefetch() {
+      await Promise.all([jwks.refresh(), feed?.ready()]);
+    },
+    close() {
+      feed?.close();
+    },
     async verify(token: string): Promise<AccessTokenClaims> {
       if (typeof token !== 'string' || token.length === 0 || token.length > VERIFY_DEFAULTS.maxTokenLength) {
         throw new TesseraError('invalid_token');
@@ -87,6 +126,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
         );
         if (typeof payload.sid !== 'string' || typeof payload.username !== 'string' || !Array.isArray(payload.roles)) {
           throw new TesseraError('invalid_token');
+        }
+        if (feed) {
+          if (feed.isRevoked(payload.sid)) throw new TesseraError('token_revoked');
+          if (failClosed && feed.isStale()) {
+            throw new TesseraError('token_revoked', 'Revocations cannot be checked right now (the revocation feed is down).');
+          }
         }
         return payload as unknown as AccessTokenClaims;
       } catch (error) {

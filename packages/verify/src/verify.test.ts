@@ -195,3 +195,69 @@ describe('createVerifier', () => {
     }
   });
 });
+
+describe('revocation through the feed', () => {
+  let t: TestServer;
+  const issuer = 'http://localhost:4000';
+  before(async () => {
+    t = await startTestServer({ issuer, feedHeartbeat: 1 });
+  });
+  after(() => t.close());
+
+  test('a logout is refused by the verifier within a second, with no database of its own', async () => {
+    const verifier = createVerifier({
+      issuer,
+      audience: 'tessera-api',
+      jwksUri: `${t.url}/.well-known/jwks.json`,
+      revocation: { url: `${t.url}/auth/revocations` },
+      clock: t.clock.now,
+    });
+    try {
+      await verifier.prefetch();
+      const { pair } = await signUp(t);
+      await verifier.verify(pair.access_token);
+      const loggedOut = Date.now();
+      await t.call('POST', '/auth/logout', { token: pair.access_token });
+      let code: string | undefined;
+      while (Date.now() - loggedOut < 1000) {
+        code = await verifier.verify(pair.access_token).then(() => undefined, (e: TesseraError) => e.code);
+        if (code) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(code, 'token_revoked', 'refused within 1 s of the logout');
+      const { pair: other } = await signUp(t);
+      await verifier.verify(other.access_token);
+    } finally {
+      verifier.close();
+    }
+  });
+
+  test('a revocation made while the verifier was away is caught up (catch-up on connect)', async () => {
+    const { pair } = await signUp(t);
+    await t.call('POST', '/auth/logout', { token: pair.access_token });
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: `${t.url}/auth/revocations` }, clock: t.clock.now });
+    try {
+      await verifier.prefetch();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await assert.rejects(verifier.verify(pair.access_token), (e: TesseraError) => e.code === 'token_revoked');
+    } finally {
+      verifier.close();
+    }
+  });
+
+  test('a dead feed fails closed by default after maxStaleness, or serves until exp with whenStale: accept', async () => {
+    const { pair } = await signUp(t);
+    const dead = 'http://127.0.0.1:9/auth/revocations';
+    const closed = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: dead, maxStaleness: 30 }, clock: t.clock.now });
+    const open = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: dead, maxStaleness: 30, whenStale: 'accept' }, clock: t.clock.now });
+    try {
+      await closed.verify(pair.access_token); // within the start-up allowance
+      t.clock.advance(31);
+      await assert.rejects(closed.verify(pair.access_token), (e: TesseraError) => e.code === 'token_revoked' && /feed is down/.test(e.message));
+      await open.verify(pair.access_token);
+    } finally {
+      closed.close();
+      open.close();
+    }
+  });
+});
