@@ -12,7 +12,7 @@ export interface RevocationFeedOptions {
 /**
  * Follows the auth server's revocation feed (SSE) and remembers revoked session
  * ids until their access tokens have expired. Reconnects by itself with back-off
- * (1 s doubling to 30 s) and resumes from its cursor, so nothing revoked during
+ * (1 s doubling to 5 s) and resumes from its cursor, so nothing revoked during
  * an outage is missed once the feed is back.
  */
 export class RevocationFeed {
@@ -78,7 +78,7 @@ export class RevocationFeed {
       }
       if (!this.#running) return;
       await sleep(backoff, this.#abort.signal);
-      backoff = Math.min(backoff * 2, 30_000);
+      backoff = Math.min(backoff * 2, 5_000);
     }
   }
 

@@ -1,0 +1,52 @@
+import cors from '@fastify/cors';
+import { createVerifier } from '@tessera/verify';
+import { tesseraAuth } from '@tessera/verify/fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
+
+export interface BusinessApiOptions {
+  /** The auth server's issuer. Default `http://localhost:4000`. */
+  issuer?: string;
+  /** Where the auth server is reached (JWKS, revocation feed). Default: the issuer. */
+  authUrl?: string;
+  /** The `aud` this API accepts. Default `tessera-api`. */
+  audience?: string;
+  /** Browser origins allowed to call this API (the web app). Default: the auth server's. */
+  corsOrigins?: string[];
+  clock?: () => number;
+}
+
+/**
+ * The design notes' business server: holds no secret, verifies each access token
+ * with the auth server's public keys, answers 401 so the client knows to refresh,
+ * and learns of logouts from the revocation feed.
+ */
+export async function buildBusinessApi(options: BusinessApiOptions = {}): Promise<FastifyInstance> {
+  const issuer = options.issuer ?? 'http://localhost:4000';
+  const authUrl = (options.authUrl ?? issuer).replace(/\/+$/, '');
+  const verifier = createVerifier({
+    issuer,
+    audience: options.audience ?? 'tessera-api',
+    jwksUri: `${authUrl}/.well-known/jwks.json`,
+    revocation: { url: `${authUrl}/auth/revocations` },
+    clock: options.clock,
+  });
+
+  const app = Fastify({ logger: false });
+  const origins = options.corsOrigins ?? [new URL(issuer).origin, new URL(authUrl).origin];
+  await app.register(cors, { origin: origins, allowedHeaders: ['authorization', 'content-type'], maxAge: 600 });
+  await app.register(tesseraAuth, { verifier });
+  app.addHook('onClose', async () => verifier.close());
+
+  app.get('/api/public', async () => ({ message: 'Anyone can read this.' }));
+
+  app.get('/api/profile', { preHandler: app.tessera.requireAuth }, async (request) => {
+    const auth = request.auth!;
+    return { id: auth.sub, username: auth.username, roles: auth.roles, session_id: auth.sid, message: `Hello, ${auth.username}.` };
+  });
+
+  app.get('/api/admin', { preHandler: [app.tessera.requireAuth, app.tessera.requireRole('admin')] }, async (request) => ({
+    message: `Welcome to the admin area, ${request.auth!.username}.`,
+  }));
+
+  return app;
+}

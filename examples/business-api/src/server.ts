@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+import { buildBusinessApi } from './app.js';
+
+const port = Number(process.env.PORT ?? 4001);
+const host = process.env.HOST ?? '127.0.0.1';
+const app = await buildBusinessApi({
+  issuer: process.env.TESSERA_ISSUER ?? 'http://localhost:4000',
+  authUrl: process.env.TESSERA_AUTH_URL,
+  audience: process.env.TESSERA_AUDIENCE,
+});
+await app.listen({ port, host });
+process.stdout.write(`Example business API listening on http://${host}:${port} (GET /api/public, /api/profile, /api/admin)\n`);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void app.close());
