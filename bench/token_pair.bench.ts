@@ -102,6 +102,8 @@ interface Measured {
   serverMainBusy?: number;
   /** HTTP phases: share of one core the server's other threads (libuv pool: argon2, WebCrypto; GC) were on CPU. */
   serverOtherBusy?: number;
+  /** Cores' worth of CPU used by processes other than this one and the server child during the window. */
+  foreignCores?: number;
   /** Floors: the before and after halves. */
   halves?: [number, number];
   extra?: Record<string, number>;
@@ -133,6 +135,28 @@ function selfCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
+/** The pid of the running server child, if any: its CPU is ours, not foreign. */
+let serverPid: number | undefined;
+
+/** Busy CPU of the whole machine, of this process and of the server child, in ms. */
+function cpuSnapshot(): { machine: number; ours: number; at: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const busy = fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!;
+  let server = 0;
+  try {
+    if (serverPid !== undefined) server = procCpuMs(serverPid).total;
+  } catch {
+    // exited
+  }
+  return { machine: (busy * 1000) / CLK_TCK, ours: selfCpuMs() + server, at: performance.now() };
+}
+
+/** Cores' worth of CPU that other processes used between two snapshots. */
+function foreignCores(a: { machine: number; ours: number; at: number }, b: { machine: number; ours: number; at: number }): number {
+  return Math.max(0, b.machine - a.machine - (b.ours - a.ours)) / (b.at - a.at);
+}
+
 /**
  * Runs `op` in `concurrency` closed loops: `warmupS` unmeasured, then `durationS`
  * measured. Ops that start and complete inside the window count.
@@ -145,15 +169,23 @@ async function closedLoop(concurrency: number, warmupS: number, durationS: numbe
   // microtasks only (PGlite one at a time) would starve the timer phase.
   let cpuFrom = Number.NaN;
   let cpuUntil = Number.NaN;
+  let snapFrom: ReturnType<typeof cpuSnapshot> | undefined;
+  let snapUntil: ReturnType<typeof cpuSnapshot> | undefined;
   const loop = async () => {
     while (performance.now() < until) {
       const t = performance.now();
-      if (Number.isNaN(cpuFrom) && t >= from) cpuFrom = selfCpuMs();
+      if (Number.isNaN(cpuFrom) && t >= from) {
+        cpuFrom = selfCpuMs();
+        snapFrom = cpuSnapshot();
+      }
       await op();
       const end = performance.now();
       if (t >= from && end <= until) latencies.push(end - t);
     }
-    if (Number.isNaN(cpuUntil)) cpuUntil = selfCpuMs();
+    if (Number.isNaN(cpuUntil)) {
+      cpuUntil = selfCpuMs();
+      snapUntil = cpuSnapshot();
+    }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
   latencies.sort((a, b) => a - b);
@@ -165,6 +197,7 @@ async function closedLoop(concurrency: number, warmupS: number, durationS: numbe
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuSelfMs: (cpuUntil - cpuFrom) / latencies.length,
+    foreignCores: snapFrom && snapUntil ? foreignCores(snapFrom, snapUntil) : Number.NaN,
     latencies,
   };
 }
@@ -181,6 +214,7 @@ function bracket(before: Measured, after: Measured): Measured {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuSelfMs: (before.cpuSelfMs * before.ok + after.cpuSelfMs * after.ok) / ok,
+    foreignCores: Math.max(before.foreignCores!, after.foreignCores!),
     halves: [before.perSecond, after.perSecond],
   };
 }
@@ -226,6 +260,7 @@ async function startServer(alg: Alg, dataDir: string): Promise<Server> {
       reject(new Error(`server exited with ${code}: ${out}${stderr.join('')}`));
     });
   });
+  serverPid = child.pid!;
   return { child, pid: child.pid!, url: new URL(url), dataDir, stderr, startSeconds: (performance.now() - t) / 1000 };
 }
 
@@ -236,6 +271,7 @@ async function stopServer(server: Server): Promise<void> {
   const timer = setTimeout(() => server.child.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
+  serverPid = undefined;
 }
 
 async function registerUsers(server: Server, count: number, concurrency: number): Promise<string[]> {
@@ -291,6 +327,7 @@ async function httpRun(
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
+  const snap0 = cpuSnapshot();
   const cpu0 = procCpuMs(server.pid);
   const self0 = selfCpuMs();
   const t0 = performance.now();
@@ -323,6 +360,7 @@ async function httpRun(
   const elapsed = (performance.now() - t0) / 1000;
   const cpu1 = procCpuMs(server.pid);
   const self1 = selfCpuMs();
+  const snap1 = cpuSnapshot();
   latencies.sort((a, b) => a - b);
   return {
     perSecond: ok / elapsed,
@@ -335,6 +373,7 @@ async function httpRun(
     cpuServerMs: (cpu1.total - cpu0.total) / ok,
     serverMainBusy: (cpu1.main - cpu0.main) / 1000 / elapsed,
     serverOtherBusy: (cpu1.total - cpu1.main - (cpu0.total - cpu0.main)) / 1000 / elapsed,
+    foreignCores: foreignCores(snap0, snap1),
     extra: {
       autocannonP50: result.latency.p50,
       autocannonP99: result.latency.p99,
@@ -680,13 +719,13 @@ function table(results: AlgResult[]): string {
 
 function diagnostics(results: AlgResult[]): string {
   const rows = [
-    '| Phase | ok/s | failed | server CPU ms/op | server main thread on CPU | server other threads on CPU | this process CPU ms/op | notes |',
-    '|---|---:|---:|---:|---:|---:|---:|---|',
+    '| Phase | ok/s | failed | server CPU ms/op | server main thread on CPU | server other threads on CPU | this process CPU ms/op | other processes on CPU | notes |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
-  const pct = (n: number | undefined) => (n === undefined ? '' : `${(n * 100).toFixed(0)}%`);
+  const pct = (n: number | undefined) => (n === undefined ? '' : Number.isFinite(n) ? `${(n * 100).toFixed(0)}%` : 'n/a');
   const line = (name: string, m: Measured, notes = '') =>
     rows.push(
-      `| ${name} | ${f0(m.perSecond)} | ${m.failed} | ${m.cpuServerMs === undefined ? '' : f2(m.cpuServerMs)} | ${pct(m.serverMainBusy)} | ${pct(m.serverOtherBusy)} | ${f2(m.cpuSelfMs)} | ${notes} |`,
+      `| ${name} | ${f0(m.perSecond)} | ${m.failed} | ${m.cpuServerMs === undefined ? '' : f2(m.cpuServerMs)} | ${pct(m.serverMainBusy)} | ${pct(m.serverOtherBusy)} | ${f2(m.cpuSelfMs)} | ${pct(m.foreignCores)} | ${notes} |`,
     );
   const halves = (m: Measured) => (m.halves ? `before ${f0(m.halves[0])}/s, after ${f0(m.halves[1])}/s` : '');
   const cpuRatio = (floor: Measured, http: Measured) => floor.cpuSelfMs / (http.cpuServerMs! + http.cpuSelfMs);
@@ -704,6 +743,16 @@ function diagnostics(results: AlgResult[]): string {
       (r.registerSeconds ? `; ${USERS} users registered in ${f1(r.registerSeconds)} s` : ''),
   );
   return `${rows.join('\n')}\n\nCPU-normalised ratio = floor CPU ms/op ÷ (server + load generator CPU ms/op).\n\n${servers.join('\n')}`;
+}
+
+/** How busy the rest of the machine was while we measured: the figures assume nothing else ran. */
+function quietness(results: AlgResult[]): string {
+  const phases = results.flatMap((r) =>
+    (['argon2Floor', 'login', 'refreshFloor', 'refresh'] as const).map((k) => ({ name: `${k} ${r.alg}`, cores: r[k].foreignCores ?? Number.NaN })),
+  );
+  const worst = phases.reduce((a, b) => (b.cores > a.cores ? b : a), { name: 'none', cores: 0 });
+  const text = `other processes on CPU during the measured windows: at most ${worst.cores.toFixed(2)} cores (${worst.name})`;
+  return worst.cores > 0.1 ? `WARNING: ${text}; this run's ratios are not trustworthy, run again on a quiet machine` : `Quiet machine: ${text}`;
 }
 
 async function main() {
@@ -739,6 +788,7 @@ async function main() {
     `Machine: nproc ${os.availableParallelism()} (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}`,
     `Settings: ${CONNECTIONS} connections / ops in flight; HTTP phases ${DURATION_S} s after ${WARMUP_S} s warm-up; floors ${FLOOR_S} s before + ${FLOOR_S} s after their HTTP phase; ${USERS} users; ${SESSIONS} refresh sessions`,
     ...(stale.length ? [`WARNING: dist was stale (tsc -b would rebuild ${stale.join(', ')})`] : []),
+    quietness(results),
   ];
   let out = `${header.join('\n')}\n\n${table(results)}\n\nDiagnostics\n\n${diagnostics(results)}\n`;
   if (costs.length) {

@@ -1,13 +1,18 @@
 import { DataDirInUseError } from '@tessera/server';
 import { migrateCommand } from './commands/migrate.js';
+import { auditCommand, keysCommand, tokenCommand, userCommand } from './commands/operator.js';
 import { SERVE_FLAGS, serve } from './commands/serve.js';
 import { helpText, parseFlags, UsageError } from './options.js';
 
 const USAGE = `Usage: tessera <command> [options]
 
 Commands:
-  serve      start an auth server
-  migrate    apply database migrations (serve also does it at start)
+  serve                                   start an auth server
+  user add|disable|enable|remove|list     manage users (passwords from stdin only)
+  keys list|rotate|retire KID             manage signing keys
+  token decode|verify JWT                 inspect a token
+  audit                                   the audit log, newest first
+  migrate                                 apply database migrations (serve also does it at start)
 
 Run "tessera <command> --help" for a command's options.`;
 
@@ -22,10 +27,11 @@ const DB_FLAGS = {
  */
 export async function main(
   argv: string[],
-  io: { out: NodeJS.WritableStream; err: NodeJS.WritableStream; env: NodeJS.ProcessEnv } = {
+  io: { out: NodeJS.WritableStream; err: NodeJS.WritableStream; env: NodeJS.ProcessEnv; stdin: NodeJS.ReadableStream } = {
     out: process.stdout,
     err: process.stderr,
     env: process.env,
+    stdin: process.stdin,
   },
 ): Promise<number> {
   const [command, ...rest] = argv;
@@ -43,6 +49,14 @@ export async function main(
         await migrateCommand(values, json, io.out);
         return 0;
       }
+      case 'user':
+        return await userCommand(rest, io);
+      case 'keys':
+        return await keysCommand(rest, io);
+      case 'token':
+        return await tokenCommand(rest, io);
+      case 'audit':
+        return await auditCommand(rest, io);
       case undefined:
       case '--help':
       case 'help':
@@ -60,7 +74,8 @@ export async function main(
       io.err.write(`tessera: ${error.message}\n`);
       return 1;
     }
-    io.err.write(`tessera: ${(error as Error).message}\n`);
+    const code = (error as { code?: unknown }).code;
+    io.err.write(`tessera: ${(error as Error).message}${typeof code === 'string' && /^[a-z_]+$/.test(code) ? ` (${code})` : ''}\n`);
     return 1;
   }
 }

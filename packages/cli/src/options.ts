@@ -25,18 +25,33 @@ export const SERVE_FLAGS = {
   'rate-limit': { env: 'TESSERA_RATE_LIMIT', help: 'login/register attempts per IP (all) and per username (failed)', default: 'ip=100/1m,user=10/15m' },
   'trust-proxy': { env: 'TESSERA_TRUST_PROXY', help: 'trust X-Forwarded-For: "true", or proxy addresses/CIDRs', default: '(off)' },
   'log-level': { env: 'TESSERA_LOG_LEVEL', help: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },
-} as const;
+  'jwks-max-age': { env: 'TESSERA_JWKS_MAX_AGE', help: 'seconds verifiers may cache the JWKS; a rotated-in key signs after this', default: '300' },
+  'key-encryption-key': { env: 'TESSERA_KEY_ENCRYPTION_KEY', help: '32 random bytes (base64) to encrypt private keys at rest', default: '(none: file mode 0600/0700)' },
+} as const satisfies Record<string, FlagSpec>;
 
 export type ServeFlag = keyof typeof SERVE_FLAGS;
+
+/** A flag: a string (optionally repeated) or a switch, with an optional environment twin. */
+export interface FlagSpec {
+  env?: string;
+  help: string;
+  default?: string;
+  type?: 'string' | 'boolean';
+  multiple?: boolean;
+}
+
+export type FlagValues<F extends string> = Partial<Record<F, string>> & { [key: string]: unknown };
 
 /** Parses `args` for the given flags (plus `--help` and `--json`), filling in environment twins. */
 export function parseFlags<F extends string>(
   args: string[],
-  flags: Record<F, { env: string }>,
+  flags: Record<F, FlagSpec>,
   env: NodeJS.ProcessEnv,
-): { values: Partial<Record<F, string>>; help: boolean; json: boolean; positionals: string[] } {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, json: { type: 'boolean' } };
-  for (const name of Object.keys(flags)) options[name] = { type: 'string' };
+): { values: Partial<Record<F, string>>; lists: Partial<Record<F, string[]>>; switches: Partial<Record<F, boolean>>; help: boolean; json: boolean; positionals: string[] } {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' }, json: { type: 'boolean' } };
+  for (const [name, spec] of Object.entries(flags) as [string, FlagSpec][]) {
+    options[name] = { type: spec.type ?? 'string', ...(spec.multiple ? { multiple: true } : {}) };
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -44,15 +59,26 @@ export function parseFlags<F extends string>(
     throw new UsageError((error as Error).message);
   }
   const values: Partial<Record<F, string>> = {};
-  for (const [name, spec] of Object.entries(flags) as [F, { env: string }][]) {
-    const fromFlag = parsed.values[name];
-    const value = typeof fromFlag === 'string' ? fromFlag : env[spec.env];
-    if (value !== undefined && value !== '') values[name] = value;
+  const lists: Partial<Record<F, string[]>> = {};
+  const switches: Partial<Record<F, boolean>> = {};
+  for (const [name, spec] of Object.entries(flags) as [F, FlagSpec][]) {
+    const raw = parsed.values[name];
+    if (spec.type === 'boolean') {
+      switches[name] = raw === true;
+    } else if (spec.multiple) {
+      lists[name] = Array.isArray(raw) ? raw.map(String) : [];
+    } else {
+      const value = typeof raw === 'string' ? raw : spec.env ? env[spec.env] : undefined;
+      if (value !== undefined && value !== '') values[name] = value;
+    }
   }
-  return { values, help: parsed.values.help === true, json: parsed.values.json === true, positionals: parsed.positionals };
+  return { values, lists, switches, help: parsed.values.help === true, json: parsed.values.json === true, positionals: parsed.positionals };
 }
 
-export function helpText(usage: string, flags: Record<string, { env: string; help: string; default: string }>): string {
-  const rows = Object.entries(flags).map(([name, f]) => `  --${name.padEnd(20)} ${f.help}\n  ${''.padEnd(22)} env ${f.env}, default ${f.default}`);
+export function helpText(usage: string, flags: Record<string, FlagSpec>): string {
+  const rows = Object.entries(flags).map(([name, f]) => {
+    const extra = [f.env ? `env ${f.env}` : '', f.default ? `default ${f.default}` : ''].filter(Boolean).join(', ');
+    return `  --${name.padEnd(20)} ${f.help}${extra ? `\n  ${''.padEnd(22)} ${extra}` : ''}`;
+  });
   return `${usage}\n\nOptions (each also read from its environment variable; the flag wins):\n${rows.join('\n')}\n  --help                 show this help\n`;
 }

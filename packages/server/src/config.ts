@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '@tessera/protocol';
 import { type Clock, systemClock } from './lib/clock.js';
 import { parseDuration } from './lib/duration.js';
+import { parseKeyEncryptionKey } from './keys/key_encryption.js';
 
 /** A data directory of `memory://` keeps everything in memory: gone when the process ends. */
 export const MEMORY_DATA_DIR = 'memory://';
@@ -50,6 +51,15 @@ export interface ServerOptions {
   trustProxy?: boolean | string;
   /** Logging: `false` silences it, a level name sets it. Default `info`. */
   log?: false | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /**
+   * Seconds verifiers may cache the JWKS (its `Cache-Control: max-age`). A rotated-in
+   * key signs only after this long, so no verifier meets an unknown `kid`. Default 300.
+   */
+  jwksMaxAge?: number;
+  /** 32 random bytes (base64) to encrypt private keys at rest. Env twin `TESSERA_KEY_ENCRYPTION_KEY`. */
+  keyEncryptionKey?: string;
+  /** Seconds between key-ring reloads from the database (rotations by the CLI or other instances). Default 10. */
+  keyReloadInterval?: number;
   /** Seconds between heartbeat events on the revocation feed. Default 10. */
   feedHeartbeat?: number;
   /** Where log lines go. Default stdout. */
@@ -80,6 +90,9 @@ export interface ServerConfig {
   log: ServerOptions['log'];
   logStream: NodeJS.WritableStream | undefined;
   feedHeartbeat: number;
+  jwksMaxAge: number;
+  keyEncryptionKey: Uint8Array | undefined;
+  keyReloadInterval: number;
   clock: Clock;
 }
 
@@ -161,8 +174,16 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     log: options.log ?? DEFAULTS.log,
     logStream: options.logStream,
     feedHeartbeat: options.feedHeartbeat ?? 10,
+    jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
+    keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,
+    keyReloadInterval: nonNegative('keyReloadInterval', options.keyReloadInterval ?? 10),
     clock: options.clock ?? systemClock,
   });
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) throw new TypeError(`${name}: expected a number of seconds >= 0, got ${value}`);
+  return value;
 }
 
 function duration(name: string, value: number | string, min: number): number {

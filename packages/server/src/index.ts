@@ -14,3 +14,6 @@ export { openPgliteDatabase } from './store/pglite_database.js';
 export { openPostgresDatabase } from './store/postgres_database.js';
 export type * from './store/records.js';
 export { type AuditSink, type RotationOutcome, Store } from './store/store.js';
+export { ADMIN_SOCKET, callAdminChannel, startAdminChannel } from './admin_channel.js';
+export { ADMIN_OPS, type AdminHost, type AdminRequest, runAdminOperation } from './operations.js';
+export { parseKeyEncryptionKey } from './keys/key_encryption.js';

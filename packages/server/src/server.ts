@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { MEMORY_DATA_DIR, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
 import type { AuthContext } from './flows/context.js';
+import { ADMIN_SOCKET, startAdminChannel } from './admin_channel.js';
 import { buildApp } from './http/build_app.js';
 import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
@@ -48,7 +49,18 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       if (entry.event === 'session.revoked' && entry.sessionId) hub?.publish(entry.sessionId, entry.at);
     });
     hub = new RevocationHub({ store, accessTtl: config.accessTtl, now: config.clock });
-    const keys = await KeyRing.load(store, { alg: config.alg, privateKeyFile: config.privateKeyFile, now: new Date(config.clock()) });
+    const keys = await KeyRing.load(store, {
+      alg: config.alg,
+      privateKeyFile: config.privateKeyFile,
+      keyEncryptionKey: config.keyEncryptionKey,
+      refreshTtl: config.refreshTtl,
+      now: config.clock,
+    });
+    // Rotations by the CLI or another instance, and keys becoming active or expiring.
+    const reloadTimer = config.keyReloadInterval > 0
+      ? setInterval(() => keys.reload().catch((error: unknown) => log.error({ err: error }, 'key ring reload failed')), config.keyReloadInterval * 1000)
+      : undefined;
+    reloadTimer?.unref();
     if (config.redisUrl) log.warn('--redis-url is accepted but not used yet: rate limits are per instance');
     const context: AuthContext = {
       config,
@@ -62,6 +74,18 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       revocations: hub,
     };
     const app = await buildApp(context);
+    // Operators reach a server that holds the embedded database through its admin socket.
+    const dir = embeddedDir(config);
+    const admin = dir
+      ? await startAdminChannel(join(dir, ADMIN_SOCKET), {
+          store,
+          keys,
+          now: config.clock,
+          alg: config.alg,
+          keyActivationDelay: config.jwksMaxAge,
+          keyEncryptionKey: config.keyEncryptionKey,
+        })
+      : undefined;
     let closed = false;
     return {
       app,
@@ -79,6 +103,8 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         if (closed) return;
         closed = true;
         try {
+          if (reloadTimer) clearInterval(reloadTimer);
+          await admin?.close();
           await app.close();
           hub.close();
           await store.close();
@@ -110,6 +136,10 @@ function createLimits(config: ServerConfig): AuthContext['limits'] {
       return true;
     },
   };
+}
+
+function embeddedDir(config: ServerConfig): string | undefined {
+  return config.databaseUrl || config.dataDir === MEMORY_DATA_DIR ? undefined : config.dataDir;
 }
 
 async function openDatabase(config: ServerConfig): Promise<{ db: Database; release: () => void }> {

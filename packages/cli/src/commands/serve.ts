@@ -35,6 +35,8 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     rateLimit: values['rate-limit'],
     trustProxy: trust === undefined || trust === 'false' ? false : trust === 'true' ? true : trust,
     log: values['log-level'] === 'silent' ? false : oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+    jwksMaxAge: int('jwks-max-age'),
+    keyEncryptionKey: values['key-encryption-key'],
   };
 }
 

@@ -10,10 +10,12 @@ import {
   type JWK,
   type JWTHeaderParameters,
 } from 'jose';
+import type { SigningKeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
+import { openPrivateJwk, sealPrivateJwk } from './key_encryption.js';
 
-/** A key imported once at start: never a PEM or JWK re-parsed on the hot path. */
-interface LoadedKey {
+/** A key imported once: never a PEM or JWK re-parsed on the hot path. */
+export interface LoadedKey {
   kid: string;
   alg: SigningAlgorithm;
   key: CryptoKey;
@@ -22,64 +24,109 @@ interface LoadedKey {
 /** A public key as the JWKS publishes it. */
 export type PublicJwk = JWK & { kid: string; alg: string; use: 'sig' };
 
+export interface KeyRingOptions {
+  alg: SigningAlgorithm;
+  privateKeyFile?: string | undefined;
+  /** Decrypts private keys at rest (see key_encryption.ts). */
+  keyEncryptionKey?: Uint8Array | undefined;
+  /** Refresh token lifetime in seconds: how long a key stays published after it stopped signing. */
+  refreshTtl: number;
+  now: () => number;
+}
+
+interface Snapshot {
+  signer: LoadedKey;
+  verifiers: ReadonlyMap<string, LoadedKey>;
+  jwks: { keys: PublicJwk[] };
+  algorithms: SigningAlgorithm[];
+}
+
+/** Slack on top of the refresh lifetime before an old key leaves the JWKS (clock skew). */
+const RETENTION_SLACK_MS = 60_000;
+
 /**
- * The keys the server signs with and publishes. The newest live key of the
- * configured algorithm signs; every live key verifies and is in the JWKS, so
- * tokens signed before an algorithm change keep working until they expire.
+ * The keys the server signs with and publishes. A key is published from the
+ * moment it is created, signs from its `activatesAt` (after verifiers' JWKS
+ * caches have expired, so none sees an unknown `kid`), and stays published until
+ * every token it signed has expired: the refresh lifetime after a newer key took
+ * over. `reload()` re-reads the store, so rotations by the CLI or another
+ * instance take effect without a restart.
  */
 export class KeyRing {
-  readonly signer: LoadedKey;
-  readonly #verifiers: ReadonlyMap<string, LoadedKey>;
-  readonly #jwks: { keys: PublicJwk[] };
+  readonly #store: Store;
+  readonly #options: KeyRingOptions;
+  #external: { loaded: LoadedKey; jwk: PublicJwk } | undefined;
+  #snapshot!: Snapshot;
 
-  private constructor(signer: LoadedKey, verifiers: Map<string, LoadedKey>, jwks: PublicJwk[]) {
-    this.signer = signer;
-    this.#verifiers = verifiers;
-    this.#jwks = Object.freeze({ keys: jwks });
+  private constructor(store: Store, options: KeyRingOptions) {
+    this.#store = store;
+    this.#options = options;
   }
 
   /**
    * Loads the ring from the store, generating the first key of `alg` when there
    * is none, or signs with the PEM file `privateKeyFile` when given.
    */
-  static async load(
-    store: Store,
-    options: { alg: SigningAlgorithm; privateKeyFile?: string | undefined; now: Date },
-  ): Promise<KeyRing> {
-    let external: { loaded: LoadedKey; jwk: PublicJwk } | undefined;
+  static async load(store: Store, options: KeyRingOptions): Promise<KeyRing> {
+    const ring = new KeyRing(store, options);
     if (options.privateKeyFile) {
-      external = await loadPemKey(options.privateKeyFile, options.alg);
+      ring.#external = await loadPemKey(options.privateKeyFile, options.alg);
     } else {
-      await store.ensureSigningKey(options.alg, options.now, () => generateSigningKey(options.alg));
+      await store.ensureSigningKey(options.alg, new Date(options.now()), () => generateSigningKey(options.alg, options.keyEncryptionKey));
     }
-    const records = (await store.listSigningKeys()).filter((k) => k.retiredAt === null);
+    await ring.reload();
+    return ring;
+  }
+
+  /** Re-reads the keys from the store and swaps them in at once. */
+  async reload(): Promise<void> {
+    const now = this.#options.now();
+    const records = (await this.#store.listSigningKeys()).filter((k) => k.retiredAt === null);
+    const previous = this.#snapshot?.verifiers;
     const verifiers = new Map<string, LoadedKey>();
+    const signers = new Map<string, LoadedKey>();
     const jwks: PublicJwk[] = [];
-    let signer: LoadedKey | undefined = external?.loaded;
-    for (const record of records) {
+    let signer: LoadedKey | undefined = this.#external?.loaded;
+    for (const [i, record] of records.entries()) {
+      if (!isPublished(records, i, now, this.#options.refreshTtl)) continue;
       const alg = record.alg as SigningAlgorithm;
-      const loaded: LoadedKey = { kid: record.kid, alg, key: (await importJWK(record.privateJwk, alg)) as CryptoKey };
-      verifiers.set(record.kid, { ...loaded, key: (await importJWK(record.publicJwk, alg)) as CryptoKey });
+      const known = previous?.get(record.kid);
+      verifiers.set(record.kid, known ?? { kid: record.kid, alg, key: (await importJWK(record.publicJwk, alg)) as CryptoKey });
       jwks.push(publicJwk(record.publicJwk, record.kid, alg));
-      // Records come oldest first, so the last live key of the algorithm signs.
-      if (!external && alg === options.alg) signer = loaded;
+      // Oldest first: the last key of the algorithm that is active signs.
+      if (!this.#external && alg === this.#options.alg && record.activatesAt.getTime() <= now) {
+        const same = this.#snapshot?.signer.kid === record.kid ? this.#snapshot.signer : undefined;
+        signers.set(record.kid, same ?? { kid: record.kid, alg, key: await importPrivate(record, this.#options.keyEncryptionKey) });
+        signer = signers.get(record.kid);
+      }
     }
+    const external = this.#external;
     if (external && !verifiers.has(external.loaded.kid)) {
       verifiers.set(external.loaded.kid, { ...external.loaded, key: (await importJWK(external.jwk, external.loaded.alg)) as CryptoKey });
       jwks.push(external.jwk);
     }
-    if (!signer) throw new Error(`no live ${options.alg} signing key in the key ring`);
-    return new KeyRing(signer, verifiers, jwks);
+    if (!signer) throw new Error(`no active ${this.#options.alg} signing key in the key ring`);
+    this.#snapshot = {
+      signer,
+      verifiers,
+      jwks: Object.freeze({ keys: jwks }) as { keys: PublicJwk[] },
+      algorithms: [...new Set([...verifiers.values()].map((k) => k.alg))],
+    };
+  }
+
+  /** The key new tokens are signed with. */
+  get signer(): LoadedKey {
+    return this.#snapshot.signer;
   }
 
   /** `{keys: [...]}`: public parts only, each with `kid`, `alg` and `use`. */
   jwks(): { keys: PublicJwk[] } {
-    return this.#jwks;
+    return this.#snapshot.jwks;
   }
 
-  /** Algorithms a token may be signed with: those of the live keys, nothing else. */
+  /** Algorithms a token may be signed with: those of the published keys, nothing else. */
   algorithms(): SigningAlgorithm[] {
-    return [...new Set([...this.#verifiers.values()].map((k) => k.alg))];
+    return this.#snapshot.algorithms;
   }
 
   /**
@@ -88,14 +135,26 @@ export class KeyRing {
    * algorithm that key was made for.
    */
   verificationKey(header: JWTHeaderParameters): CryptoKey {
-    const key = header.kid === undefined ? undefined : this.#verifiers.get(header.kid);
+    const key = header.kid === undefined ? undefined : this.#snapshot.verifiers.get(header.kid);
     if (!key || key.alg !== header.alg) throw new Error('unknown key');
     return key.key;
   }
 }
 
+/**
+ * Whether record `i` (records oldest-activation first) is still published: it is
+ * unless a newer key became active so long ago that every token it signed, refresh
+ * tokens included, has expired.
+ */
+function isPublished(records: SigningKeyRecord[], i: number, now: number, refreshTtl: number): boolean {
+  const record = records[i]!;
+  const takeover = records.slice(i + 1).find((r) => r.alg === record.alg && r.activatesAt.getTime() <= now);
+  if (!takeover) return true;
+  return takeover.activatesAt.getTime() + refreshTtl * 1000 + RETENTION_SLACK_MS > now;
+}
+
 /** Makes a new key pair; its `kid` is the RFC 7638 thumbprint of the public key. */
-export async function generateSigningKey(alg: SigningAlgorithm) {
+export async function generateSigningKey(alg: SigningAlgorithm, keyEncryptionKey?: Uint8Array) {
   const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
   const publicJwkValue = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(publicJwkValue);
@@ -103,8 +162,13 @@ export async function generateSigningKey(alg: SigningAlgorithm) {
     kid,
     alg,
     publicJwk: publicJwkValue as Record<string, unknown>,
-    privateJwk: (await exportJWK(privateKey)) as Record<string, unknown>,
+    privateJwk: await sealPrivateJwk((await exportJWK(privateKey)) as Record<string, unknown>, keyEncryptionKey),
   };
+}
+
+async function importPrivate(record: SigningKeyRecord, kek: Uint8Array | undefined): Promise<CryptoKey> {
+  const jwk = await openPrivateJwk(record.privateJwk, kek, record.kid);
+  return (await importJWK(jwk, record.alg)) as CryptoKey;
 }
 
 async function loadPemKey(file: string, alg: SigningAlgorithm): Promise<{ loaded: LoadedKey; jwk: PublicJwk }> {
@@ -115,14 +179,15 @@ async function loadPemKey(file: string, alg: SigningAlgorithm): Promise<{ loaded
   } catch (error) {
     throw new TypeError(`privateKeyFile: ${file} is not a PKCS#8 PEM private key for ${alg}`, { cause: error });
   }
-  const full = await exportJWK(key);
-  // The public members of a private JWK are the public key.
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = full;
-  const kid = await calculateJwkThumbprint(pub);
-  return { loaded: { kid, alg, key }, jwk: publicJwk(pub, kid, alg) };
+  const kid = await calculateJwkThumbprint(publicPart(await exportJWK(key)));
+  return { loaded: { kid, alg, key }, jwk: publicJwk(await exportJWK(key), kid, alg) };
+}
+
+function publicPart(jwk: JWK | Record<string, unknown>): JWK {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ext: _ext, key_ops: _ops, ...pub } = jwk as JWK;
+  return pub;
 }
 
 function publicJwk(jwk: JWK | Record<string, unknown>, kid: string, alg: string): PublicJwk {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ext: _ext, key_ops: _ops, ...pub } = jwk as JWK;
-  return { ...pub, kid, alg, use: 'sig' };
+  return { ...publicPart(jwk), kid, alg, use: 'sig' };
 }

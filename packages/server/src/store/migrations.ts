@@ -74,6 +74,21 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_user_id_idx ON audit_events (user_id, id DESC);
 `,
   },
+  {
+    version: 2,
+    name: 'key activation times; sessions outlive a removed user',
+    sql: `
+-- A rotated-in key is published at once but signs only from activates_at.
+ALTER TABLE signing_keys ADD COLUMN activates_at timestamptz;
+UPDATE signing_keys SET activates_at = created_at;
+ALTER TABLE signing_keys ALTER COLUMN activates_at SET NOT NULL;
+-- A removed user's sessions stay (revoked), so the revocation feed still tells verifiers.
+ALTER TABLE sessions ALTER COLUMN user_id DROP NOT NULL;
+ALTER TABLE sessions DROP CONSTRAINT sessions_user_id_fkey;
+ALTER TABLE sessions ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL;
+CREATE INDEX audit_events_event_idx ON audit_events (event, id DESC);
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

@@ -11,7 +11,8 @@ export interface UserRecord {
 
 export interface SessionRecord {
   id: string;
-  userId: string;
+  /** `null` once the user was removed (the session stays, revoked, for the feed). */
+  userId: string | null;
   createdAt: Date;
   lastUsedAt: Date;
   expiresAt: Date;
@@ -48,6 +49,8 @@ export interface SigningKeyRecord {
   publicJwk: Record<string, unknown>;
   privateJwk: Record<string, unknown>;
   createdAt: Date;
+  /** Signs from this moment on; published from `createdAt`. */
+  activatesAt: Date;
   retiredAt: Date | null;
 }
 
@@ -87,4 +90,14 @@ export interface AuditRecord extends Required<AuditEntry> {
 export interface ClientInfo {
   ip: string | null;
   userAgent: string | null;
+}
+
+/** A user as operators list them. */
+export interface UserSummary {
+  id: string;
+  username: string;
+  roles: string[];
+  disabledAt: Date | null;
+  createdAt: Date;
+  activeSessions: number;
 }

@@ -9,6 +9,7 @@ import type {
   SessionRecord,
   SigningKeyRecord,
   UserRecord,
+  UserSummary,
 } from './records.js';
 
 /** Called once per audit row after its transaction committed (the JSON log line). */
@@ -128,6 +129,67 @@ export class Store {
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'password_changed' });
       return { revoked };
     });
+  }
+
+  /**
+   * Disables or enables a user. Disabling ends every session of the user in the
+   * same transaction. Returns the ended session ids, or null when there is no such user.
+   */
+  async setUserDisabled(input: { username: string; disabled: boolean; now: Date; audit: Omit<AuditEntry, 'event' | 'outcome'> }): Promise<{ user: UserRecord; revoked: string[] } | null> {
+    return this.#write(input.now, async (tx, log) => {
+      const { rows } = await tx.query<UserRow>(
+        `UPDATE users SET disabled_at = ${input.disabled ? 'coalesce(disabled_at, $2)' : 'NULL'}, updated_at = $2
+         WHERE lower(username) = lower($1) RETURNING *`,
+        [input.username, input.now],
+      );
+      if (!rows[0]) return null;
+      const user = toUser(rows[0]);
+      const base = { ...input.audit, userId: user.id, username: user.username };
+      await log({ ...base, event: input.disabled ? 'user.disabled' : 'user.enabled', outcome: 'success' });
+      let revoked: string[] = [];
+      if (input.disabled) {
+        revoked = await revokeWhere(tx, 'user_id = $1', [user.id], input.now, 'user_disabled');
+        for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_disabled' });
+      }
+      return { user, revoked };
+    });
+  }
+
+  /** Removes a user; its sessions end (and stay, revoked, for the feed). Null when there is no such user. */
+  async removeUser(input: { username: string; now: Date; audit: Omit<AuditEntry, 'event' | 'outcome'> }): Promise<{ user: UserRecord; revoked: string[] } | null> {
+    return this.#write(input.now, async (tx, log) => {
+      const found = await tx.query<UserRow>('SELECT * FROM users WHERE lower(username) = lower($1) FOR UPDATE', [input.username]);
+      if (!found.rows[0]) return null;
+      const user = toUser(found.rows[0]);
+      const base = { ...input.audit, userId: user.id, username: user.username };
+      const revoked = await revokeWhere(tx, 'user_id = $1', [user.id], input.now, 'user_removed');
+      for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_removed' });
+      await tx.query('DELETE FROM users WHERE id = $1', [user.id]);
+      await log({ ...base, event: 'user.removed', outcome: 'success' });
+      return { user, revoked };
+    });
+  }
+
+  /** Every user with the count of its live sessions, by name. */
+  async listUsers(now: Date): Promise<UserSummary[]> {
+    const { rows } = await this.db.query<UserRow & { active_sessions: string }>(
+      `SELECT u.*, (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1)::text AS active_sessions
+       FROM users u ORDER BY lower(u.username)`,
+      [now],
+    );
+    return rows.map((r) => {
+      const u = toUser(r);
+      return { id: u.id, username: u.username, roles: u.roles, disabledAt: u.disabledAt, createdAt: u.createdAt, activeSessions: Number(r.active_sessions) };
+    });
+  }
+
+  /** Live sessions across all users (the metrics gauge). */
+  async countActiveSessions(now: Date): Promise<number> {
+    const { rows } = await this.db.query<{ n: string }>(
+      'SELECT count(*)::text AS n FROM sessions WHERE revoked_at IS NULL AND expires_at > $1',
+      [now],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 
   // ---- sessions and refresh tokens ----
@@ -254,14 +316,14 @@ export class Store {
   }
 
   /** The session of an access token and its user, for the revocation check. */
-  async getSessionWithUser(sessionId: string): Promise<{ session: SessionRecord; user: UserRecord } | null> {
-    const { rows } = await this.db.query<SessionRow & { u: UserRow }>(
-      `SELECT s.*, row_to_json(u) AS u FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1`,
+  async getSessionWithUser(sessionId: string): Promise<{ session: SessionRecord; user: UserRecord | null } | null> {
+    const { rows } = await this.db.query<SessionRow & { u: UserRow | null }>(
+      `SELECT s.*, row_to_json(u) AS u FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1`,
       [sessionId],
     );
     const row = rows[0];
     if (!row) return null;
-    return { session: toSession(row), user: toUser(parseJsonUser(row.u)) };
+    return { session: toSession(row), user: row.u ? toUser(parseJsonUser(row.u)) : null };
   }
 
   /** Sessions of a user that have not ended, newest first. */
@@ -330,8 +392,34 @@ export class Store {
   // ---- signing keys ----
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
-    const { rows } = await this.db.query<KeyRow>('SELECT * FROM signing_keys ORDER BY created_at, kid');
+    const { rows } = await this.db.query<KeyRow>('SELECT * FROM signing_keys ORDER BY activates_at, created_at, kid');
     return rows.map(toKey);
+  }
+
+  /** Adds a key that is published now and signs from `activatesAt`. */
+  async addSigningKey(
+    key: Omit<SigningKeyRecord, 'createdAt' | 'retiredAt' | 'activatesAt'>,
+    input: { now: Date; activatesAt: Date; reason: string },
+  ): Promise<SigningKeyRecord> {
+    return this.#write(input.now, async (tx, log) => {
+      const { rows } = await tx.query<KeyRow>(
+        `INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, activates_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+        [key.kid, key.alg, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), input.now, input.activatesAt],
+      );
+      await log({ event: 'key.rotated', outcome: 'success', reason: `${input.reason}: ${key.alg} key ${key.kid}, signs from ${input.activatesAt.toISOString()}` });
+      return toKey(rows[0]!);
+    });
+  }
+
+  /** Takes a key out of the JWKS at once. Returns false when there is no live key `kid`. */
+  async retireSigningKey(kid: string, now: Date): Promise<boolean> {
+    return this.#write(now, async (tx, log) => {
+      const { rowCount } = await tx.query('UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL', [kid, now]);
+      if (rowCount === 0) return false;
+      await log({ event: 'key.retired', outcome: 'success', reason: `key ${kid} retired` });
+      return true;
+    });
   }
 
   /**
@@ -341,18 +429,18 @@ export class Store {
   async ensureSigningKey(
     alg: string,
     now: Date,
-    generate: () => Promise<Omit<SigningKeyRecord, 'createdAt' | 'retiredAt'>>,
+    generate: () => Promise<Omit<SigningKeyRecord, 'createdAt' | 'retiredAt' | 'activatesAt'>>,
   ): Promise<SigningKeyRecord> {
     return this.#write(now, async (tx, log) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [SIGNING_KEY_LOCK]);
       const existing = await tx.query<KeyRow>(
-        'SELECT * FROM signing_keys WHERE alg = $1 AND retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1',
-        [alg],
+        'SELECT * FROM signing_keys WHERE alg = $1 AND retired_at IS NULL AND activates_at <= $2 ORDER BY activates_at DESC, kid LIMIT 1',
+        [alg, now],
       );
       if (existing.rows[0]) return toKey(existing.rows[0]);
       const key = await generate();
       const { rows } = await tx.query<KeyRow>(
-        'INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+        'INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING *',
         [key.kid, key.alg, JSON.stringify(key.publicJwk), JSON.stringify(key.privateJwk), now],
       );
       await log({ event: 'key.rotated', outcome: 'success', reason: `generated ${key.alg} key ${key.kid}` });
@@ -370,13 +458,24 @@ export class Store {
   }
 
   /** A user's own events, newest first; `before` is the `id` cursor of the last page. */
-  async listAudit(input: { userId?: string; limit: number; before?: string }): Promise<AuditRecord[]> {
+  async listAudit(input: {
+    userId?: string;
+    username?: string;
+    event?: string;
+    since?: Date;
+    limit: number;
+    before?: string;
+  }): Promise<AuditRecord[]> {
     const params: unknown[] = [input.limit];
     const where: string[] = [];
-    if (input.userId !== undefined) {
-      params.push(input.userId);
-      where.push(`user_id = $${params.length}`);
-    }
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (input.userId !== undefined) add('user_id = ?', input.userId);
+    if (input.username !== undefined) add('lower(username) = lower(?)', input.username);
+    if (input.event !== undefined) add('event = ?', input.event);
+    if (input.since !== undefined) add('at >= ?', input.since);
     if (input.before !== undefined) {
       params.push(input.before);
       where.push(`id < $${params.length}::bigint`);
@@ -443,7 +542,7 @@ interface UserRow {
 }
 interface SessionRow {
   id: string;
-  user_id: string;
+  user_id: string | null;
   created_at: Date;
   last_used_at: Date;
   expires_at: Date;
@@ -466,6 +565,7 @@ interface KeyRow {
   public_jwk: Record<string, unknown>;
   private_jwk: Record<string, unknown>;
   created_at: Date;
+  activates_at: Date;
   retired_at: Date | null;
 }
 interface AuditRow {
@@ -532,6 +632,7 @@ function toKey(r: KeyRow): SigningKeyRecord {
     publicJwk: r.public_jwk,
     privateJwk: r.private_jwk,
     createdAt: r.created_at,
+    activatesAt: r.activates_at,
     retiredAt: r.retired_at,
   };
 }

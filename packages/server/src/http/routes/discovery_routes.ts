@@ -21,7 +21,7 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
     async (_request, reply) => {
       // Verifiers may cache this long; a new key is published before it signs.
-      reply.header('cache-control', `public, max-age=${JWKS_MAX_AGE}`);
+      reply.header('cache-control', `public, max-age=${ctx.config.jwksMaxAge}`);
       return ctx.keys.jwks();
     },
   );
@@ -62,7 +62,6 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 
-const JWKS_MAX_AGE = 300;
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,71 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ADMIN_SOCKET,
+  type AdminRequest,
+  callAdminChannel,
+  DataDirInUseError,
+  lockDataDir,
+  migrate,
+  openPgliteDatabase,
+  openPostgresDatabase,
+  parseKeyEncryptionKey,
+  runAdminOperation,
+  Store,
+} from '@tessera/server';
+
+export interface DatabaseFlags {
+  'data-dir'?: string;
+  'database-url'?: string;
+  'key-encryption-key'?: string;
+}
+
+/** Runs operator requests wherever the data lives. */
+export type Call = (request: AdminRequest) => Promise<unknown>;
+
+/**
+ * Reaches the data: with `--database-url`, the database directly (running
+ * servers see the change through it); with an embedded data directory, the
+ * database itself when no server holds it, or the running server's admin socket
+ * when one does. If neither works, it says so and changes nothing.
+ */
+export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Promise<T>): Promise<T> {
+  const keyEncryptionKey = flags['key-encryption-key'] ? parseKeyEncryptionKey(flags['key-encryption-key']) : undefined;
+  if (flags['database-url']) {
+    const db = await openPostgresDatabase({ url: flags['database-url'], poolSize: 2 });
+    try {
+      await migrate(db);
+      const store = new Store(db, auditLine);
+      return await run((request) => runAdminOperation({ store, now: Date.now, keyEncryptionKey }, request));
+    } finally {
+      await db.close();
+    }
+  }
+  const dir = flags['data-dir'] ?? './.tessera';
+  let release: () => void;
+  try {
+    release = lockDataDir(dir);
+  } catch (error) {
+    if (!(error instanceof DataDirInUseError)) throw error;
+    const socket = join(dir, ADMIN_SOCKET);
+    if (!existsSync(socket)) {
+      throw new Error(`${error.message}, and it has no admin channel (${socket}) to act through; nothing was changed`);
+    }
+    return run((request) => callAdminChannel(socket, request));
+  }
+  try {
+    const db = await openPgliteDatabase(join(dir, 'db'));
+    try {
+      await migrate(db);
+      const store = new Store(db, auditLine);
+      return await run((request) => runAdminOperation({ store, now: Date.now, keyEncryptionKey }, request));
+    } finally {
+      await db.close();
+    }
+  } finally {
+    release();
+  }
+}
+
+// Audit rows are in the database; the CLI's own output is the operator's log.
+function auditLine(): void {}

@@ -1,0 +1,37 @@
+import { CompactEncrypt, compactDecrypt } from 'jose';
+
+/**
+ * Private keys at rest: with a key-encryption key (`TESSERA_KEY_ENCRYPTION_KEY`,
+ * 32 random bytes in base64 or base64url) each private JWK is stored as a JWE
+ * (`dir` + `A256GCM`), so a copy of the database alone does not give away the
+ * signing keys. Without one, the data directory's mode (0700) protects them.
+ */
+export type StoredPrivateJwk = Record<string, unknown>;
+
+/** Decodes and checks a key-encryption key. @throws TypeError naming the problem */
+export function parseKeyEncryptionKey(text: string): Uint8Array {
+  const bytes = Buffer.from(text.trim().replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (bytes.length !== 32) {
+    throw new TypeError('keyEncryptionKey: expected 32 random bytes in base64 (openssl rand -base64 32)');
+  }
+  return new Uint8Array(bytes);
+}
+
+export async function sealPrivateJwk(jwk: Record<string, unknown>, kek: Uint8Array | undefined): Promise<StoredPrivateJwk> {
+  if (!kek) return jwk;
+  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(jwk)))
+    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'jwk+json' })
+    .encrypt(kek);
+  return { sealed: jwe };
+}
+
+export async function openPrivateJwk(stored: StoredPrivateJwk, kek: Uint8Array | undefined, kid: string): Promise<Record<string, unknown>> {
+  if (typeof stored.sealed !== 'string') return stored;
+  if (!kek) throw new Error(`signing key ${kid} is encrypted: set TESSERA_KEY_ENCRYPTION_KEY`);
+  try {
+    const { plaintext } = await compactDecrypt(stored.sealed, kek, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
+    return JSON.parse(new TextDecoder().decode(plaintext)) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(`signing key ${kid} cannot be decrypted with this TESSERA_KEY_ENCRYPTION_KEY`, { cause: error });
+  }
+}
