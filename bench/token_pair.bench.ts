@@ -18,6 +18,8 @@
  *   --decompose          also time the server's Store calls one by one on PGlite (+15 s)
  *   --json FILE          also write the raw results as JSON
  *   --cpu-prof DIR       run the server child with --cpu-prof into DIR (investigation only)
+ *   --quiet-wait S       before each measured phase, wait up to S s for other processes to
+ *                        leave the CPU (< 0.1 core for 1 s)                 (default 60)
  *
  * Load generator: autocannon 8 in this process with `requests: [{ setupRequest, onResponse }]`.
  * Floors run in this process too, at the same concurrency, while the server child is idle.
@@ -56,6 +58,7 @@ const { values: args } = parseArgs({
     decompose: { type: 'boolean', default: false },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'quiet-wait': { type: 'string', default: '60' },
   },
 });
 const DURATION_S = Number(args.duration);
@@ -150,6 +153,28 @@ function cpuSnapshot(): { machine: number; ours: number; at: number } {
     // exited
   }
   return { machine: (busy * 1000) / CLK_TCK, ours: selfCpuMs() + server, at: performance.now() };
+}
+
+/**
+ * Waits until other processes use less than 0.1 core over one second, at most
+ * `--quiet-wait` seconds. Every measured phase calls it first: floors and server
+ * phases must see the same, otherwise idle, machine.
+ */
+async function waitQuiet(phase: string): Promise<void> {
+  const limit = performance.now() + Number(args['quiet-wait']) * 1000;
+  let waited = false;
+  for (;;) {
+    const a = cpuSnapshot();
+    await sleep(1000);
+    const busy = foreignCores(a, cpuSnapshot());
+    if (busy < 0.1) break;
+    if (!waited) log(`${phase}: other processes use ${busy.toFixed(2)} cores; waiting for a quiet machine`);
+    waited = true;
+    if (performance.now() > limit) {
+      log(`${phase}: still ${busy.toFixed(2)} cores busy after ${args['quiet-wait']} s; measuring anyway`);
+      break;
+    }
+  }
 }
 
 /** Cores' worth of CPU that other processes used between two snapshots. */
@@ -639,21 +664,27 @@ async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: F
     }
 
     const argon2 = await argon2Floor();
+    await waitQuiet(`${alg} argon2id floor`);
     const a1 = await argon2(1);
     log(`${alg}: argon2id verify ${a1.perSecond.toFixed(0)}/s; login ${WARMUP_S} s warm-up + ${DURATION_S} s`);
     const sessions: SessionSlot[] = [];
+    await waitQuiet(`${alg} login`);
     if (WARMUP_S > 0) await loginLoad(server, users, WARMUP_S, sessions);
     const login = await loginLoad(server, users, DURATION_S, sessions);
+    await waitQuiet(`${alg} argon2id floor`);
     const a2 = await argon2(0.5);
     log(`${alg}: login ${login.perSecond.toFixed(0)}/s, argon2id verify after ${a2.perSecond.toFixed(0)}/s (${sessions.length} sessions open)`);
     if (sessions.length < SESSIONS) throw new Error(`only ${sessions.length} sessions to refresh, need ${SESSIONS}`);
 
     const floor = await refreshFloor(floorStore, alg);
+    await waitQuiet(`${alg} refresh floor`);
     const r1 = await floor(1);
     log(`${alg}: refresh floor ${r1.perSecond.toFixed(0)}/s; refresh ${WARMUP_S} s warm-up + ${DURATION_S} s over ${SESSIONS} sessions`);
     const free = sessions.slice(-SESSIONS);
+    await waitQuiet(`${alg} refresh`);
     if (WARMUP_S > 0) await refreshLoad(server, free, WARMUP_S);
     const refresh = await refreshLoad(server, free, DURATION_S);
+    await waitQuiet(`${alg} refresh floor`);
     const r2 = await floor(0.5);
     log(`${alg}: refresh ${refresh.perSecond.toFixed(0)}/s, floor after ${r2.perSecond.toFixed(0)}/s`);
 

@@ -20,10 +20,11 @@ function tempDir(): string {
 
 const QUIET = { TESSERA_LOG_LEVEL: 'silent', TESSERA_RATE_LIMIT: 'ip=10000/1m,user=10000/1m' };
 
-/** Runs the CLI to completion. */
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI to completion, with `stdin` as its standard input. */
+function run(args: string[], env: Record<string, string> = {}, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...QUIET, ...env } });
+    child.stdin.end(stdin);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -162,5 +163,93 @@ describe('tessera CLI', () => {
     const migrate = await run(['migrate', '--data-dir', dir, '--json']);
     assert.equal(migrate.code, 0);
     assert.deepEqual(JSON.parse(migrate.stdout), { applied: [] });
+  });
+});
+
+describe('operator commands', () => {
+  const dir = tempDir();
+  const D = ['--data-dir', dir];
+
+  test('user add reads the password from stdin only; list, disable, enable, remove; exit codes', async () => {
+    const add = await run(['user', 'add', '--username', 'op-admin', '--password-stdin', '--role', 'admin', '--role', 'ops', ...D], {}, 'operator password\n');
+    assert.equal(add.code, 0, add.stderr);
+    assert.match(add.stdout, /created user op-admin .* with roles admin, ops/);
+    const asArgument = await run(['user', 'add', '--username', 'x1', 'secret-password', ...D]);
+    assert.equal(asArgument.code, 2);
+    assert.match(asArgument.stderr, /password/);
+    assert.equal((await run(['user', 'add', '--username', 'x1', ...D])).code, 2, 'without --password-stdin');
+    const weak = await run(['user', 'add', '--username', 'xx2', '--password-stdin', ...D], {}, 'short');
+    assert.equal(weak.code, 1);
+    assert.match(weak.stderr, /weak_password/);
+    const dup = await run(['user', 'add', '--username', 'OP-ADMIN', '--password-stdin', ...D], {}, 'operator password');
+    assert.equal(dup.code, 1);
+    assert.match(dup.stderr, /username_taken/);
+
+    const list = await run(['user', 'list', '--json', ...D]);
+    const users = JSON.parse(list.stdout);
+    assert.deepEqual(users.map((u: { username: string; roles: string[] }) => [u.username, u.roles]), [['op-admin', ['admin', 'ops']]]);
+    assert.equal((await run(['user', 'disable', '--username', 'op-admin', ...D])).code, 0);
+    assert.equal(JSON.parse((await run(['user', 'list', '--json', ...D])).stdout)[0].disabled, true);
+    assert.equal((await run(['user', 'enable', '--username', 'op-admin', ...D])).code, 0);
+    const missing = await run(['user', 'disable', '--username', 'nobody', ...D]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /No user "nobody"/);
+    assert.equal((await run(['user', 'frobnicate', ...D])).code, 2);
+  });
+
+  test('while serve runs: the CLI acts through the admin socket (0600), and a disabled user is cut off at once', async () => {
+    const server = await serve(D);
+    try {
+      assert.equal(statSync(join(dir, 'admin.sock')).mode & 0o777, 0o600);
+      const add = await run(['user', 'add', '--username', 'live-user', '--password-stdin', ...D], {}, 'live password 1');
+      assert.equal(add.code, 0, add.stderr);
+      const login = await post(`${server.url}/auth/login`, { username: 'live-user', password: 'live password 1' });
+      assert.equal(login.status, 200);
+      const admin = await post(`${server.url}/auth/login`, { username: 'op-admin', password: 'operator password' });
+      assert.deepEqual(decodeJwt(admin.body.access_token).roles, ['admin', 'ops'], 'roles from user add are in the access token');
+
+      const disable = await run(['user', 'disable', '--username', 'live-user', ...D]);
+      assert.equal(disable.code, 0, disable.stderr);
+      assert.match(disable.stdout, /ended 1 session/);
+      const refresh = await post(`${server.url}/auth/refresh`, {}, login.body.refresh_token);
+      assert.equal(refresh.body.error, 'token_revoked');
+      assert.equal((await post(`${server.url}/auth/login`, { username: 'live-user', password: 'live password 1' })).body.error, 'account_disabled');
+
+      const rotate = await run(['keys', 'rotate', '--json', ...D]);
+      assert.equal(rotate.code, 0, rotate.stderr);
+      const newKid = JSON.parse(rotate.stdout).kid;
+      const jwks = await (await fetch(`${server.url}/.well-known/jwks.json`)).json();
+      assert.ok(jwks.keys.some((k: { kid: string }) => k.kid === newKid), 'the running server publishes the rotated key at once');
+      const keys = JSON.parse((await run(['keys', 'list', '--json', ...D])).stdout);
+      assert.deepEqual(keys.map((k: { state: string }) => k.state).sort(), ['pending', 'signing']);
+
+      const verify = await run(['token', 'verify', admin.body.access_token, ...D]);
+      assert.equal(verify.code, 0, verify.stderr);
+      assert.equal(JSON.parse(verify.stdout).valid, true);
+      const revoked = await run(['token', 'verify', login.body.access_token, ...D]);
+      assert.equal(revoked.code, 1);
+      assert.equal(JSON.parse(revoked.stdout).error, 'token_revoked');
+
+      const audit = JSON.parse((await run(['audit', '--username', 'live-user', '--json', ...D])).stdout);
+      assert.deepEqual(audit.map((e: { event: string }) => e.event).slice(0, 4), ['login.failed', 'session.revoked', 'user.disabled', 'login.succeeded']);
+      const text = JSON.stringify(audit);
+      assert.ok(!text.includes('live password 1') && !text.includes(login.body.refresh_token));
+      const filtered = JSON.parse((await run(['audit', '--event', 'key.rotated', '--limit', '1', '--json', ...D])).stdout);
+      assert.equal(filtered.length, 1);
+      assert.equal((await run(['audit', '--since', 'yesterday', ...D])).code, 2);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('token decode needs no database; remove ends the user for good', async () => {
+    const decoded = await run(['token', 'decode', 'eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ4In0.c2ln']);
+    assert.equal(decoded.code, 0);
+    assert.deepEqual(JSON.parse(decoded.stdout), { header: { alg: 'RS256', typ: 'at+jwt' }, claims: { sub: 'x' } });
+    assert.equal((await run(['token', 'decode', 'nope'])).code, 1);
+    const removed = await run(['user', 'remove', '--username', 'live-user', ...D]);
+    assert.equal(removed.code, 0, removed.stderr);
+    const users = JSON.parse((await run(['user', 'list', '--json', ...D])).stdout);
+    assert.deepEqual(users.map((u: { username: string }) => u.username), ['op-admin']);
   });
 });

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SIGNING_ALGORITHMS } from '@tessera/protocol';
+import { randomBytes } from 'node:crypto';
 import { createLocalJWKSet, decodeProtectedHeader, exportPKCS8, generateKeyPair, jwtVerify } from 'jose';
+import { runAdminOperation } from '../operations.js';
 import { signUp, startTestServer } from '../../../../test/support/test_server.js';
 import { openPgliteDatabase } from '../store/pglite_database.js';
 import { migrate } from '../store/migrations.js';
@@ -50,14 +52,14 @@ describe('key ring', () => {
     await migrate(db);
     const store = new Store(db);
     try {
-      const now = new Date();
-      const rs = await KeyRing.load(store, { alg: 'RS256', now });
-      const ed = await KeyRing.load(store, { alg: 'EdDSA', now });
+      const now = () => Date.now();
+      const rs = await KeyRing.load(store, { alg: 'RS256', now, refreshTtl: 86400 });
+      const ed = await KeyRing.load(store, { alg: 'EdDSA', now, refreshTtl: 86400 });
       assert.notEqual(rs.signer.kid, ed.signer.kid);
       assert.equal(ed.signer.alg, 'EdDSA');
       assert.deepEqual(ed.jwks().keys.map((k) => k.kid).sort(), [rs.signer.kid, ed.signer.kid].sort());
-      assert.deepEqual(ed.algorithms().sort(), ['EdDSA', 'RS256']);
-      const again = await KeyRing.load(store, { alg: 'RS256', now });
+      assert.deepEqual([...ed.algorithms()].sort(), ['EdDSA', 'RS256']);
+      const again = await KeyRing.load(store, { alg: 'RS256', now, refreshTtl: 86400 });
       assert.equal(again.signer.kid, rs.signer.kid, 'loading again reuses the key');
     } finally {
       await store.close();
@@ -85,5 +87,83 @@ describe('key ring', () => {
     }
     writeFileSync(file, 'not a key');
     await assert.rejects(startTestServer({ alg: 'ES256', privateKeyFile: file }), /PKCS#8/);
+  });
+});
+
+describe('key rotation without logouts', () => {
+  test('rotate: published at once, signs after the JWKS max-age, old key kept until its tokens expired', async () => {
+    const t = await startTestServer({ jwksMaxAge: 300, refreshTtl: '1d', accessTtl: '15m', keyReloadInterval: 0 });
+    try {
+      const ctx = t.server.context;
+      const host = { store: ctx.store, keys: ctx.keys, now: ctx.now, keyActivationDelay: 300 };
+      const oldKid = ctx.keys.signer.kid;
+      const before = await signUp(t);
+      const rotated = (await runAdminOperation(host, { op: 'keys.rotate' })) as { kid: string };
+      const jwks = (await t.call('GET', '/.well-known/jwks.json')).body.keys.map((k: { kid: string }) => k.kid);
+      assert.deepEqual(jwks.sort(), [oldKid, rotated.kid].sort(), 'the new key is published before it signs');
+      assert.equal((await t.call('GET', '/.well-known/jwks.json')).headers.get('cache-control'), 'public, max-age=300');
+      const during = await signUp(t);
+      assert.equal(decodeProtectedHeader(during.pair.access_token).kid, oldKid, 'still signing with the old key during the publish delay');
+
+      t.clock.advance(301);
+      await ctx.keys.reload();
+      const afterwards = await signUp(t);
+      assert.equal(decodeProtectedHeader(afterwards.pair.access_token).kid, rotated.kid, 'new tokens carry the new kid');
+      // Tokens in flight keep working: the old access token (within its life) and the old refresh token.
+      const refreshed = await t.call('POST', '/auth/refresh', { token: before.pair.refresh_token });
+      assert.equal(refreshed.status, 200);
+      assert.equal(decodeProtectedHeader(refreshed.body.refresh_token).kid, rotated.kid);
+      assert.equal((await t.call('GET', '/auth/me', { token: during.pair.access_token })).status, 200);
+
+      t.clock.advance(86400 + 120);
+      await ctx.keys.reload();
+      const later = (await t.call('GET', '/.well-known/jwks.json')).body.keys.map((k: { kid: string }) => k.kid);
+      assert.deepEqual(later, [rotated.kid], 'the old key leaves once every token it signed has expired');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('retire: tokens of the retired key are refused at once and a replacement signs', async () => {
+    const t = await startTestServer({ keyReloadInterval: 0 });
+    try {
+      const ctx = t.server.context;
+      const host = { store: ctx.store, keys: ctx.keys, now: ctx.now };
+      const { pair } = await signUp(t);
+      const oldKid = ctx.keys.signer.kid;
+      const result = (await runAdminOperation(host, { op: 'keys.retire', kid: oldKid })) as { retired: string; replacement: string };
+      assert.equal(result.retired, oldKid);
+      assert.ok(result.replacement);
+      assert.equal((await t.call('GET', '/auth/me', { token: pair.access_token })).body.error, 'invalid_token');
+      assert.equal((await t.call('POST', '/auth/refresh', { token: pair.refresh_token })).body.error, 'invalid_token');
+      const jwks = (await t.call('GET', '/.well-known/jwks.json')).body.keys.map((k: { kid: string }) => k.kid);
+      assert.deepEqual(jwks, [result.replacement]);
+      const fresh = await signUp(t);
+      assert.equal(decodeProtectedHeader(fresh.pair.access_token).kid, result.replacement);
+      await assert.rejects(runAdminOperation(host, { op: 'keys.retire', kid: 'nope' }), /No live key/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('private keys are encrypted at rest with a key-encryption key, and unusable without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-kek-'));
+    const kek = randomBytes(32).toString('base64');
+    try {
+      const t = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
+      const kid = t.server.context.keys.signer.kid;
+      const { rows } = await t.server.context.store.db.query<{ private_jwk: Record<string, unknown> }>('SELECT private_jwk FROM signing_keys');
+      assert.equal(typeof rows[0]!.private_jwk.sealed, 'string');
+      assert.equal(rows[0]!.private_jwk.d, undefined, 'no private key material in the clear');
+      await t.close();
+      await assert.rejects(startTestServer({ dataDir: dir }), /TESSERA_KEY_ENCRYPTION_KEY/);
+      await assert.rejects(startTestServer({ dataDir: dir, keyEncryptionKey: randomBytes(32).toString('base64') }), /cannot be decrypted/);
+      await assert.rejects(startTestServer({ dataDir: dir, keyEncryptionKey: 'too short' }), /32 random bytes/);
+      const again = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
+      assert.equal(again.server.context.keys.signer.kid, kid);
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
