@@ -7,6 +7,7 @@ import { buildApp } from './http/build_app.js';
 import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
+import { createMetrics } from './lib/metrics.js';
 import { createDummyHash } from './lib/passwords.js';
 import { RateLimiter } from './lib/rate_limiter.js';
 import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
@@ -72,6 +73,10 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       limits: createLimits(config),
       log,
       revocations: hub,
+      metrics: createMetrics({
+        activeSessions: () => store.countActiveSessions(new Date(config.clock())),
+        keys: () => keys.describe(),
+      }),
     };
     const app = await buildApp(context);
     // Operators reach a server that holds the embedded database through its admin socket.

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config.js';
 import type { KeyRing } from '../keys/key_ring.js';
+import type { Metrics } from '../lib/metrics.js';
 import type { RateLimiter } from '../lib/rate_limiter.js';
 import type { Store } from '../store/store.js';
 import type { RevocationHub } from './revocation_hub.js';
@@ -28,4 +29,5 @@ export interface AuthContext {
   readonly log: Logger;
   /** Pushes revocations to the feed's subscribers. */
   readonly revocations: RevocationHub;
+  readonly metrics: Metrics;
 }

@@ -68,6 +68,7 @@ async function refuse(
   reason: string,
   user: UserRecord | null,
 ): Promise<never> {
+  ctx.metrics.rateLimited.inc({ scope: reason === 'ip limit' ? 'ip' : 'user' });
   // One audit row per limited key and window: a client hammering past its limit
   // must not be able to grow the audit table at request rate.
   if (ctx.limits.reported(key, ctx.now())) {

@@ -14,7 +14,13 @@ export async function rotateRefreshToken(
   input: { refreshToken: string; client: ClientInfo },
 ): Promise<IssuedPair> {
   const now = ctx.now();
-  const claims = await verifyRefreshToken(ctx, input.refreshToken);
+  let claims: RefreshTokenClaims;
+  try {
+    claims = await verifyRefreshToken(ctx, input.refreshToken);
+  } catch (error) {
+    ctx.metrics.refreshes.inc({ outcome: error instanceof TesseraError && error.code === 'token_expired' ? 'expired' : 'invalid' });
+    throw error;
+  }
   const nextJti = successorJti(claims.jti);
   const issuedAt = new Date(now);
   const outcome = await ctx.store.rotateRefreshToken({
@@ -29,6 +35,7 @@ export async function rotateRefreshToken(
     graceMs: ctx.config.reuseGrace * 1000,
     client: input.client,
   });
+  ctx.metrics.refreshes.inc({ outcome: OUTCOME_LABEL[outcome.kind] });
   switch (outcome.kind) {
     case 'rotated':
     case 'replayed':
@@ -50,6 +57,15 @@ export async function rotateRefreshToken(
       throw new TesseraError('invalid_token');
   }
 }
+
+const OUTCOME_LABEL = {
+  rotated: 'rotated',
+  replayed: 'grace_replay',
+  reused: 'reused',
+  revoked: 'revoked',
+  expired: 'expired',
+  unknown: 'invalid',
+} as const;
 
 /** A refresh token's signature and claims: `typ: refresh+jwt`, audience = issuer. */
 export function verifyRefreshToken(ctx: AuthContext, token: string): Promise<RefreshTokenClaims> {

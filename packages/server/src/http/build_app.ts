@@ -63,6 +63,17 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     reply.header('x-content-type-options', 'nosniff');
   });
 
+  app.addHook('onResponse', async (request, reply) => {
+    ctx.metrics.requestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_request, reply) => {
+    reply.type(ctx.metrics.registry.contentType);
+    return ctx.metrics.registry.metrics();
+  });
+
   tokenRoutes(app, ctx);
   accountRoutes(app, ctx);
   discoveryRoutes(app, ctx);

@@ -35,6 +35,7 @@ export interface KeyRingOptions {
 }
 
 interface Snapshot {
+  published: { kid: string; alg: string; createdAt: number }[];
   signer: LoadedKey;
   verifiers: ReadonlyMap<string, LoadedKey>;
   jwks: { keys: PublicJwk[] };
@@ -86,6 +87,7 @@ export class KeyRing {
     const verifiers = new Map<string, LoadedKey>();
     const signers = new Map<string, LoadedKey>();
     const jwks: PublicJwk[] = [];
+    const published: Snapshot['published'] = [];
     let signer: LoadedKey | undefined = this.#external?.loaded;
     for (const [i, record] of records.entries()) {
       if (!isPublished(records, i, now, this.#options.refreshTtl)) continue;
@@ -93,6 +95,7 @@ export class KeyRing {
       const known = previous?.get(record.kid);
       verifiers.set(record.kid, known ?? { kid: record.kid, alg, key: (await importJWK(record.publicJwk, alg)) as CryptoKey });
       jwks.push(publicJwk(record.publicJwk, record.kid, alg));
+      published.push({ kid: record.kid, alg, createdAt: record.createdAt.getTime() });
       // Oldest first: the last key of the algorithm that is active signs.
       if (!this.#external && alg === this.#options.alg && record.activatesAt.getTime() <= now) {
         const same = this.#snapshot?.signer.kid === record.kid ? this.#snapshot.signer : undefined;
@@ -107,6 +110,7 @@ export class KeyRing {
     }
     if (!signer) throw new Error(`no active ${this.#options.alg} signing key in the key ring`);
     this.#snapshot = {
+      published,
       signer,
       verifiers,
       jwks: Object.freeze({ keys: jwks }) as { keys: PublicJwk[] },
@@ -117,6 +121,12 @@ export class KeyRing {
   /** The key new tokens are signed with. */
   get signer(): LoadedKey {
     return this.#snapshot.signer;
+  }
+
+  /** The published keys with their age in seconds (metrics). */
+  describe(): { kid: string; alg: string; ageSeconds: number; signing: boolean }[] {
+    const now = this.#options.now();
+    return this.#snapshot.published.map((k) => ({ kid: k.kid, alg: k.alg, ageSeconds: (now - k.createdAt) / 1000, signing: k.kid === this.signer.kid }));
   }
 
   /** `{keys: [...]}`: public parts only, each with `kid`, `alg` and `use`. */

@@ -64,7 +64,15 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     async (request, reply) => {
       const issuer = ctx.issuer();
       if (request.body.use_cookie) assertSameOrigin(request, issuer);
-      const pair = await login(ctx, { username: request.body.username, password: request.body.password, client: clientInfo(request) });
+      let pair: IssuedPair;
+      try {
+        pair = await login(ctx, { username: request.body.username, password: request.body.password, client: clientInfo(request) });
+      } catch (error) {
+        const code = error instanceof TesseraError ? error.code : 'error';
+        ctx.metrics.logins.inc({ outcome: code });
+        throw error;
+      }
+      ctx.metrics.logins.inc({ outcome: 'success' });
       return sendPair(reply, ctx, pair, request.body.use_cookie === true);
     },
   );

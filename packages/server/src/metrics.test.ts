@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { signUp, startTestServer } from '../../../test/support/test_server.js';
+
+/** Parses Prometheus text exposition strictly enough to catch a malformed line. */
+function parse(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line);
+    assert.ok(match, `not Prometheus text: ${line}`);
+    samples.set(match[1]!, Number(match[2]));
+  }
+  return samples;
+}
+
+test('/metrics is Prometheus text and its counters move', async () => {
+  const t = await startTestServer({ reuseGrace: '10s', rateLimit: 'ip=1000/1m,user=2/1m' });
+  try {
+    const scrape = async () => {
+      const res = await fetch(`${t.url}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+      return parse(await res.text());
+    };
+    const before = await scrape();
+    assert.equal(before.get('tessera_logins_total{outcome="success"}'), 0);
+    const { username, pair } = await signUp(t);
+    const next = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+    await t.call('POST', '/auth/refresh', { token: pair.refresh_token }); // grace replay
+    t.clock.advance(11);
+    await t.call('POST', '/auth/refresh', { token: pair.refresh_token }); // reuse
+    await t.call('POST', '/auth/refresh', { token: next.body.refresh_token }); // revoked by the reuse
+    await t.call('POST', '/auth/refresh', { token: 'garbage' });
+    for (let i = 0; i < 3; i++) await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    const after = await scrape();
+    assert.equal(after.get('tessera_logins_total{outcome="success"}'), 1);
+    assert.equal(after.get('tessera_logins_total{outcome="invalid_credentials"}'), 2);
+    assert.equal(after.get('tessera_logins_total{outcome="rate_limited"}'), 1);
+    assert.equal(after.get('tessera_rate_limited_total{scope="user"}'), 1);
+    for (const [outcome, n] of [['rotated', 1], ['grace_replay', 1], ['reused', 1], ['revoked', 1], ['invalid', 1]] as const) {
+      assert.equal(after.get(`tessera_refreshes_total{outcome="${outcome}"}`), n, outcome);
+    }
+    assert.equal(after.get('tessera_active_sessions'), 0, 'the reused session is over');
+    const keyAge = [...after.keys()].find((k) => k.startsWith('tessera_signing_key_age_seconds{'));
+    assert.ok(keyAge?.includes('signing="true"'));
+    assert.ok((after.get('tessera_http_request_duration_seconds_count{method="POST",route="/auth/refresh",status_code="200"}') ?? 0) >= 2);
+  } finally {
+    await t.close();
+  }
+});
