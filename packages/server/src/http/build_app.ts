@@ -35,6 +35,13 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     parseJson(request, text, done);
   });
 
+  // Any other content type is fine only without a body: clients (axios, curl -X POST)
+  // label empty POSTs as forms. A non-empty body that is not JSON is refused.
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_request, body, done) => {
+    if (body.toString().trim() === '') return done(null, undefined);
+    done(Object.assign(new Error('The request body must be JSON (Content-Type: application/json).'), { statusCode: 415 }), undefined);
+  });
+
   await app.register(cookie);
   await app.register(swagger, {
     openapi: {

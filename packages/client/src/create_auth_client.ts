@@ -1,0 +1,350 @@
+import { TabChannel } from './tab_channel.js';
+
+/** The error codes that mean "this access token will not do": refresh and retry. */
+export const RETRYABLE_TOKEN_CODES = ['invalid_token', 'token_expired', 'token_revoked'] as const;
+/** Why a session ended, as the `logout` event says it. */
+export type LogoutReason = 'logout' | 'token_expired' | 'token_revoked' | 'token_reused' | 'invalid_token' | 'account_disabled' | 'other_tab';
+
+/** Where the refresh token lives when it is not in the httpOnly cookie (Node, mobile, tests). */
+export interface TokenStorage {
+  get(): string | null | Promise<string | null>;
+  set(refreshToken: string): void | Promise<void>;
+  clear(): void | Promise<void>;
+}
+
+export interface AuthClientOptions {
+  /** The auth server, e.g. `https://auth.example.com` (its `/auth/*` routes). */
+  baseUrl: string;
+  /**
+   * `'cookie'` (default in browsers): the refresh token stays in the server's
+   * httpOnly cookie and the access token in memory only, out of reach of page
+   * script. `'memory'` (default in Node) or a `TokenStorage`: the client holds the
+   * refresh token itself.
+   */
+  storage?: 'cookie' | 'memory' | TokenStorage;
+  /** Refresh this many seconds before the access token expires (plus up to 10 % jitter). Default 30. */
+  refreshMargin?: number;
+  /** Refresh proactively before expiry. Default true. */
+  autoRefresh?: boolean;
+  /** Coordinate refreshes and logouts across browser tabs (Web Locks + BroadcastChannel). Default true where available. */
+  crossTab?: boolean;
+  /** The `fetch` to use. Default `globalThis.fetch`. */
+  fetch?: typeof globalThis.fetch;
+}
+
+/** Who is signed in, from the access token's claims. */
+export interface Session {
+  userId: string;
+  username: string;
+  roles: string[];
+  sessionId: string;
+  /** Local time (ms) at which the access token expires, computed from `expires_in`, so device clock skew does not matter. */
+  accessExpiresAt: number;
+}
+
+export interface AuthEvents {
+  session: Session | null;
+  refreshed: Session;
+  logout: { reason: LogoutReason };
+}
+
+/** A failed auth call: `code` is the server's error code (or `network_error`). */
+export class AuthClientError extends Error {
+  override readonly name = 'AuthClientError';
+  readonly code: string;
+  readonly status: number;
+  constructor(code: string, message: string, status: number) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface AuthClient {
+  login(username: string, password: string): Promise<Session>;
+  /** Creates the account and signs in. */
+  register(username: string, password: string): Promise<Session>;
+  /** Ends this session on the server and everywhere in this browser. */
+  logout(): Promise<void>;
+  /** Refreshes now; concurrent calls (and other tabs) share one refresh. Resolves to null when the session is over. */
+  refresh(): Promise<Session | null>;
+  /** `fetch` with the access token attached; refreshes once and retries once on a token 401. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** The current session; in cookie mode, restores it from the cookie on first call (e.g. after a reload). */
+  getSession(): Promise<Session | null>;
+  /** The current access token, for libraries that attach it themselves (the axios adapter). */
+  getAccessToken(): string | null;
+  on<E extends keyof AuthEvents>(event: E, listener: (value: AuthEvents[E]) => void): () => void;
+  /** Stops timers and cross-tab listeners. */
+  close(): void;
+}
+
+interface TokenResponse {
+  access_token: string;
+  refresh_token?: string;
+  expires_in: number;
+  session_id: string;
+}
+
+/**
+ * Creates the client.
+ *
+ * @example
+ * const auth = createAuthClient({ baseUrl: 'https://auth.example.com' })
+ * auth.on('logout', ({ reason }) => showLogin(reason))
+ * await auth.login('alice', password)
+ * const res = await auth.fetch('https://api.example.com/api/profile')
+ */
+export function createAuthClient(options: AuthClientOptions): AuthClient {
+  if (typeof options?.baseUrl !== 'string' || !/^https?:\/\//.test(options.baseUrl)) {
+    throw new TypeError('createAuthClient: baseUrl must be an absolute http(s) URL');
+  }
+  const base = options.baseUrl.replace(/\/+$/, '');
+  const http = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const inBrowser = typeof document !== 'undefined';
+  const storageOption = options.storage ?? (inBrowser ? 'cookie' : 'memory');
+  const cookieMode = storageOption === 'cookie';
+  const storage: TokenStorage | undefined = cookieMode ? undefined : storageOption === 'memory' ? memoryStorage() : storageOption;
+  const margin = (options.refreshMargin ?? 30) * 1000;
+  const listeners = new Map<keyof AuthEvents, Set<(value: never) => void>>();
+  const tabs = options.crossTab === false ? undefined : TabChannel.open(`tessera:${base}`);
+
+  let accessToken: string | null = null;
+  let session: Session | null = null;
+  let inflight: Promise<Session | null> | undefined;
+  let restored: Promise<Session | null> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  function emit<E extends keyof AuthEvents>(event: E, value: AuthEvents[E]): void {
+    for (const listener of listeners.get(event) ?? []) (listener as (value: AuthEvents[E]) => void)(value);
+  }
+
+  function adopt(token: string, expiresIn: number, receivedAt: number): Session {
+    const claims = decodeClaims(token);
+    accessToken = token;
+    session = {
+      userId: String(claims.sub ?? ''),
+      username: String(claims.username ?? ''),
+      roles: Array.isArray(claims.roles) ? claims.roles.map(String) : [],
+      sessionId: String(claims.sid ?? ''),
+      accessExpiresAt: receivedAt + expiresIn * 1000,
+    };
+    schedule();
+    return session;
+  }
+
+  function schedule(): void {
+    if (timer) clearTimeout(timer);
+    if (closed || options.autoRefresh === false || !session) return;
+    const ttl = session.accessExpiresAt - Date.now();
+    // Shortly before expiry, with jitter so many tabs and clients do not refresh in step.
+    const lead = Math.min(margin, ttl / 2) * (1 + Math.random() * 0.1);
+    timer = setTimeout(() => void refresh().catch(() => {}), Math.max(0, ttl - lead));
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  async function end(reason: LogoutReason, tellTabs: boolean): Promise<void> {
+    const had = session !== null || accessToken !== null;
+    accessToken = null;
+    session = null;
+    restored = undefined;
+    if (timer) clearTimeout(timer);
+    await storage?.clear();
+    if (tellTabs) tabs?.post({ type: 'logout' });
+    if (had || reason !== 'logout') {
+      emit('session', null);
+      emit('logout', { reason });
+    }
+  }
+
+  tabs?.listen((message) => {
+    if (message.type === 'logout') void end('other_tab', false);
+    if (message.type === 'refreshed' && typeof message.accessToken === 'string' && typeof message.expiresIn === 'number') {
+      emit('refreshed', adopt(message.accessToken, message.expiresIn, Date.now()));
+      emit('session', session);
+    }
+  });
+
+  async function call(path: string, init: RequestInit & { json?: unknown; bearer?: string } = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (init.json !== undefined) headers.set('content-type', 'application/json');
+    if (init.bearer) headers.set('authorization', `Bearer ${init.bearer}`);
+    return http(`${base}${path}`, {
+      ...init,
+      headers,
+      body: init.json === undefined ? init.body : JSON.stringify(init.json),
+      credentials: 'include',
+    });
+  }
+
+  async function tokens(response: Response, receivedAt: number): Promise<Session> {
+    const body = (await response.json()) as TokenResponse;
+    if (!cookieMode && body.refresh_token) await storage!.set(body.refresh_token);
+    return adopt(body.access_token, body.expires_in, receivedAt);
+  }
+
+  /** One refresh for this tab (the promise) and for all tabs (the lock). */
+  async function doRefresh(): Promise<Session | null> {
+    const tokenBefore = accessToken;
+    const run = async (): Promise<Session | null> => {
+      // Another tab may have refreshed while we waited for the lock: use its token.
+      if (accessToken && accessToken !== tokenBefore && session && session.accessExpiresAt - Date.now() > margin) return session;
+      const refreshToken = cookieMode ? undefined : await storage!.get();
+      if (!cookieMode && !refreshToken) return null;
+      const receivedAt = Date.now();
+      let response: Response;
+      try {
+        response = await call('/auth/refresh', { method: 'POST', ...(refreshToken ? { bearer: refreshToken } : {}) });
+      } catch (error) {
+        // The network, not the session, failed: keep the user signed in and let the caller retry.
+        throw new AuthClientError('network_error', (error as Error).message, 0);
+      }
+      if (response.ok) {
+        const next = await tokens(response, receivedAt);
+        tabs?.post({ type: 'refreshed', accessToken: accessToken!, expiresIn: (next.accessExpiresAt - receivedAt) / 1000 });
+        emit('refreshed', next);
+        emit('session', next);
+        return next;
+      }
+      const code = await errorCode(response);
+      if (response.status === 401 || response.status === 403) {
+        await end((code as LogoutReason) ?? 'invalid_token', true);
+        return null;
+      }
+      throw new AuthClientError(code ?? 'unavailable', `refresh failed with ${response.status}`, response.status);
+    };
+    return tabs ? tabs.withLock('tessera-refresh', run) : run();
+  }
+
+  function refresh(): Promise<Session | null> {
+    inflight ??= doRefresh().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+    const original = new Request(input, init);
+    if (!accessToken && cookieMode && !restored) await getSession();
+    const send = (token: string | null) => {
+      const request = original.clone();
+      if (token) request.headers.set('authorization', `Bearer ${token}`);
+      return http(request);
+    };
+    const usedToken = accessToken;
+    const first = await send(usedToken);
+    if (first.status !== 401 || !(await isTokenFailure(first))) return first;
+    // Someone refreshed meanwhile: just retry with the new token. Else refresh once.
+    let token = accessToken !== usedToken ? accessToken : null;
+    if (!token) {
+      try {
+        token = (await refresh()) ? accessToken : null;
+      } catch {
+        return first; // a network error while refreshing: not a logout
+      }
+    }
+    if (!token) return first;
+    // Retry exactly once: a second 401 goes back to the caller, never another refresh.
+    return send(token);
+  }
+
+  async function getSession(): Promise<Session | null> {
+    if (session) return session;
+    restored ??= refresh().catch(() => null);
+    return restored;
+  }
+
+  async function signIn(username: string, password: string): Promise<Session> {
+    const receivedAt = Date.now();
+    const response = await call('/auth/login', { method: 'POST', json: { username, password, ...(cookieMode ? { use_cookie: true } : {}) } });
+    if (!response.ok) throw await failure(response);
+    const next = await tokens(response, receivedAt);
+    restored = Promise.resolve(next);
+    emit('session', next);
+    return next;
+  }
+
+  return {
+    login: signIn,
+    async register(username, password) {
+      const response = await call('/auth/register', { method: 'POST', json: { username, password } });
+      if (!response.ok) throw await failure(response);
+      return signIn(username, password);
+    },
+    async logout() {
+      const refreshToken = cookieMode ? undefined : await storage!.get();
+      const bearer = accessToken ?? refreshToken ?? undefined;
+      try {
+        await call('/auth/logout', { method: 'POST', ...(bearer ? { bearer } : {}) });
+      } finally {
+        restored = undefined;
+        await end('logout', true);
+      }
+    },
+    refresh,
+    fetch: authFetch,
+    getSession,
+    getAccessToken: () => accessToken,
+    on(event, listener) {
+      let set = listeners.get(event);
+      if (!set) listeners.set(event, (set = new Set()));
+      set.add(listener as (value: never) => void);
+      return () => void set.delete(listener as (value: never) => void);
+    },
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      tabs?.close();
+    },
+  };
+}
+
+/** Whether a 401 is about the token (refresh may help) rather than, say, a wrong password. */
+async function isTokenFailure(response: Response): Promise<boolean> {
+  if (/error="invalid_token"/.test(response.headers.get('www-authenticate') ?? '')) return true;
+  const code = await errorCode(response.clone());
+  return code !== undefined && (RETRYABLE_TOKEN_CODES as readonly string[]).includes(code);
+}
+
+async function errorCode(response: Response): Promise<string | undefined> {
+  try {
+    const body = (await response.clone().json()) as { error?: unknown };
+    return typeof body.error === 'string' ? body.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function failure(response: Response): Promise<AuthClientError> {
+  try {
+    const body = (await response.json()) as { error?: string; message?: string };
+    return new AuthClientError(body.error ?? 'internal_error', body.message ?? `HTTP ${response.status}`, response.status);
+  } catch {
+    return new AuthClientError('internal_error', `HTTP ${response.status}`, response.status);
+  }
+}
+
+/** The claims of a JWT, unverified: the client only reads its own token's names, never trusts them. */
+function decodeClaims(token: string): Record<string, unknown> {
+  try {
+    const payload = token.split('.')[1] ?? '';
+    const bytes = Uint8Array.from(atob(payload.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+function memoryStorage(): TokenStorage {
+  let value: string | null = null;
+  return {
+    get: () => value,
+    set: (token) => {
+      value = token;
+    },
+    clear: () => {
+      value = null;
+    },
+  };
+}
