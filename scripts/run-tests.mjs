@@ -29,7 +29,7 @@ const selected = filter.length ? files.filter((f) => filter.some((p) => f.includ
 selected.sort();
 const result = spawnSync(
   process.execPath,
-  ['--conditions=tessera-source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...selected],
+  ['--conditions=tessera-source', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...selected],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

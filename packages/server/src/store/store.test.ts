@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { TesseraError } from '@tessera/protocol';
 import { createDatabase, startPostgres, type PostgresServer } from '../../../../test/support/postgres_server.js';
 import type { Database } from './database.js';
-import { migrate } from './migrations.js';
+import { MIGRATIONS, migrate } from './migrations.js';
 import { openPgliteDatabase } from './pglite_database.js';
 import { openPostgresDatabase } from './postgres_database.js';
 import type { AuditEntry, UserRecord } from './records.js';
@@ -46,7 +46,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     test('migrations are versioned and applying them twice changes nothing', async () => {
       assert.deepEqual(await migrate(store.db), { applied: [] });
       const { rows } = await store.db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
-      assert.deepEqual(rows.map((r) => r.version), [1]);
+      assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
     });
 
     test('usernames are unique regardless of case; the second gets username_taken and nothing is written', async () => {
