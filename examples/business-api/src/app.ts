@@ -32,7 +32,7 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
   });
 
   const app = Fastify({ logger: false });
-  const origins = options.corsOrigins ?? [new URL(issuer).origin, new URL(authUrl).origin];
+  const origins = options.corsOrigins ?? sameHostOrigins([issuer, authUrl]);
   await app.register(cors, { origin: origins, allowedHeaders: ['authorization', 'content-type'], maxAge: 600 });
   await app.register(tesseraAuth, { verifier });
   app.addHook('onClose', async () => verifier.close());
@@ -49,4 +49,17 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
   }));
 
   return app;
+}
+
+/** The auth server's origins, under both loopback names (the web app may be opened as either). */
+function sameHostOrigins(urls: string[]): string[] {
+  const origins = new Set<string>();
+  for (const url of urls) {
+    const u = new URL(url);
+    origins.add(u.origin);
+    if (u.hostname === 'localhost' || u.hostname === '127.0.0.1') {
+      for (const host of ['localhost', '127.0.0.1']) origins.add(`${u.protocol}//${host}${u.port ? `:${u.port}` : ''}`);
+    }
+  }
+  return [...origins];
 }

@@ -152,7 +152,8 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     if (timer) clearTimeout(timer);
     await storage?.clear();
     if (tellTabs) tabs?.post({ type: 'logout' });
-    if (had || reason !== 'logout') {
+    // Only a session that existed can end: a restore that finds no cookie is silent.
+    if (had) {
       emit('session', null);
       emit('logout', { reason });
     }

@@ -62,6 +62,8 @@ export interface ServerOptions {
   keyReloadInterval?: number;
   /** Seconds between heartbeat events on the revocation feed. Default 10. */
   feedHeartbeat?: number;
+  /** A built web app (apps/web/dist) to serve at `/`. Default none. */
+  webRoot?: string;
   /** Where log lines go. Default stdout. */
   logStream?: NodeJS.WritableStream;
   /** Time source in ms; tests inject one. */
@@ -90,6 +92,7 @@ export interface ServerConfig {
   log: ServerOptions['log'];
   logStream: NodeJS.WritableStream | undefined;
   feedHeartbeat: number;
+  webRoot: string | undefined;
   jwksMaxAge: number;
   keyEncryptionKey: Uint8Array | undefined;
   keyReloadInterval: number;
@@ -174,6 +177,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     log: options.log ?? DEFAULTS.log,
     logStream: options.logStream,
     feedHeartbeat: options.feedHeartbeat ?? 10,
+    webRoot: options.webRoot,
     jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
     keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,
     keyReloadInterval: nonNegative('keyReloadInterval', options.keyReloadInterval ?? 10),

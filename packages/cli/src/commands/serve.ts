@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { createAuthServer, type ServerOptions } from '@tessera/server';
 import { SERVE_FLAGS, type ServeFlag, UsageError } from '../options.js';
 
@@ -36,8 +39,19 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     trustProxy: trust === undefined || trust === 'false' ? false : trust === 'true' ? true : trust,
     log: values['log-level'] === 'silent' ? false : oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
     jwksMaxAge: int('jwks-max-age'),
+    webRoot: values['web-root'] === 'none' ? undefined : (values['web-root'] ?? builtWebApp()),
     keyEncryptionKey: values['key-encryption-key'],
   };
+}
+
+/** The React app of apps/web, when it has been built (npm install builds it). */
+function builtWebApp(): string | undefined {
+  try {
+    const dir = join(dirname(createRequire(import.meta.url).resolve('@tessera/web/package.json')), 'dist');
+    return existsSync(join(dir, 'index.html')) ? dir : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `tessera serve`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */

@@ -1,4 +1,5 @@
 import cookie from '@fastify/cookie';
+import staticFiles from '@fastify/static';
 import swagger from '@fastify/swagger';
 import { TesseraError } from '@tessera/protocol';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -9,6 +10,29 @@ import { discoveryRoutes } from './routes/discovery_routes.js';
 import { revocationRoutes } from './routes/revocation_routes.js';
 import { tokenRoutes } from './routes/token_routes.js';
 import { SHARED_SCHEMAS } from './schemas.js';
+
+/**
+ * The web app at `/`, with a strict Content-Security-Policy: scripts and styles
+ * from this origin only (an injected script cannot run, so it cannot call the API
+ * as the user), connections to this origin and the example business API.
+ */
+async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
+  await app.register(staticFiles, { root, prefix: '/', wildcard: false, index: ['index.html'], cacheControl: false });
+  app.addHook('onSend', async (request, reply) => {
+    const type = String(reply.getHeader('content-type') ?? '');
+    if (!type.startsWith('text/html')) {
+      if (request.url.startsWith('/assets/')) reply.header('cache-control', 'public, max-age=31536000, immutable');
+      return;
+    }
+    reply.header('cache-control', 'no-cache');
+    reply.header(
+      'content-security-policy',
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http://localhost:4001 http://127.0.0.1:4001; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+  });
+}
 
 /** Request bodies here are a name and a password: 16 KiB is plenty, anything larger is refused. */
 const BODY_LIMIT = 16 * 1024;
@@ -80,6 +104,8 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     reply.type(ctx.metrics.registry.contentType);
     return ctx.metrics.registry.metrics();
   });
+
+  if (ctx.config.webRoot) await serveWebApp(app, ctx.config.webRoot);
 
   tokenRoutes(app, ctx);
   accountRoutes(app, ctx);
