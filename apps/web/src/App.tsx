@@ -126,6 +126,7 @@ function SignedIn({ client, session }: { client: AuthClient; session: Session })
   const [sessions, setSessions] = useState<SessionRow[]>([]);
   const [events, setEvents] = useState<AuditRow[]>([]);
   const [api, setApi] = useState<string | null>(null);
+  const [calls, setCalls] = useState(0);
 
   const load = useCallback(async () => {
     try {
@@ -148,7 +149,9 @@ function SignedIn({ client, session }: { client: AuthClient; session: Session })
       const url = api ?? (await findApi());
       const res = await client.fetch(url);
       const body = await res.text();
-      setResult(`${res.status} ${res.statusText} from ${new URL(url).host}${new URL(url).pathname}\n${pretty(body)}`);
+      const n = calls + 1;
+      setCalls(n);
+      setResult(`${res.status} ${res.statusText} from ${new URL(url).host}${new URL(url).pathname} (call ${n}, ${new Date().toLocaleTimeString()})\n${pretty(body)}`);
       if (!res.ok) setError(`The API answered ${res.status}.`);
     } catch {
       setError('Could not reach the API.');
@@ -210,7 +213,7 @@ function SignedIn({ client, session }: { client: AuthClient; session: Session })
         ))}
       </ul>
       <button type="button" onClick={() => void signOutEverywhere()}>
-        Sign out everywhere
+        End all sessions
       </button>
 
       <h3>Recent security events</h3>
