@@ -12,7 +12,7 @@ export const SERVE_FLAGS = {
   'data-dir': { env: 'TESSERA_DATA_DIR', help: 'embedded database and generated keys ("memory://": in memory only)', default: './.tessera' },
   'database-url': { env: 'DATABASE_URL', help: 'postgres://… to use a real PostgreSQL instead', default: '(embedded)' },
   'database-pool-size': { env: 'TESSERA_DATABASE_POOL_SIZE', help: 'PostgreSQL connections', default: '10' },
-  'redis-url': { env: 'REDIS_URL', help: 'shared rate limits and revocation fan-out (not used yet)', default: '(none)' },
+  'redis-url': { env: 'REDIS_URL', help: 'shared rate limits, instant revocation and key fan-out across instances', default: '(none)' },
   issuer: { env: 'TESSERA_ISSUER', help: 'iss of every token', default: 'http://localhost:<port>' },
   audience: { env: 'TESSERA_AUDIENCE', help: 'aud of access tokens', default: 'tessera-api' },
   alg: { env: 'TESSERA_ALG', help: 'RS256, PS256, ES256 or EdDSA', default: 'RS256' },

@@ -62,6 +62,8 @@ export interface ServerOptions {
   keyReloadInterval?: number;
   /** Seconds between heartbeat events on the revocation feed. Default 10. */
   feedHeartbeat?: number;
+  /** Seconds between database polls for revocations made by other instances (the backstop when Redis is down). Default 1. */
+  revocationPoll?: number;
   /** A built web app (apps/web/dist) to serve at `/`. Default none. */
   webRoot?: string;
   /** Where log lines go. Default stdout. */
@@ -93,6 +95,7 @@ export interface ServerConfig {
   logStream: NodeJS.WritableStream | undefined;
   feedHeartbeat: number;
   webRoot: string | undefined;
+  revocationPoll: number;
   jwksMaxAge: number;
   keyEncryptionKey: Uint8Array | undefined;
   keyReloadInterval: number;
@@ -178,6 +181,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     logStream: options.logStream,
     feedHeartbeat: options.feedHeartbeat ?? 10,
     webRoot: options.webRoot,
+    revocationPoll: nonNegative('revocationPoll', options.revocationPoll ?? 1),
     jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
     keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,
     keyReloadInterval: nonNegative('keyReloadInterval', options.keyReloadInterval ?? 10),

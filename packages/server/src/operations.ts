@@ -26,6 +26,8 @@ export interface AdminHost {
   now: () => number;
   /** The running server's key ring, reloaded after key operations. */
   keys?: KeyRing;
+  /** Tells other instances to reload their key rings (Redis). */
+  onKeysChanged?: () => void;
   /** Seconds a rotated-in key waits before it signs (the JWKS max-age). Default 300. */
   keyActivationDelay?: number;
   /** The signing algorithm of new keys when the request names none. */
@@ -94,6 +96,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
       const activatesAt = new Date(now.getTime() + (host.keyActivationDelay ?? 300) * 1000);
       const key = await host.store.addSigningKey(await generateSigningKey(alg, host.keyEncryptionKey), { now, activatesAt, reason: 'rotated' });
       await host.keys?.reload();
+      host.onKeysChanged?.();
       return { kid: key.kid, alg: key.alg, published_at: now.toISOString(), activates_at: activatesAt.toISOString() };
     }
     case 'keys.retire': {
@@ -110,6 +113,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
       }
       await host.store.retireSigningKey(target.kid, now);
       await host.keys?.reload();
+      host.onKeysChanged?.();
       return { retired: target.kid, replacement: replacement ?? null };
     }
     case 'token.verify':

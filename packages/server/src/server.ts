@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { MEMORY_DATA_DIR, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
+import { MEMORY_DATA_DIR, type RateLimit, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
 import type { AuthContext } from './flows/context.js';
 import { ADMIN_SOCKET, startAdminChannel } from './admin_channel.js';
 import { buildApp } from './http/build_app.js';
@@ -9,7 +9,8 @@ import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
 import { createMetrics } from './lib/metrics.js';
 import { createDummyHash } from './lib/passwords.js';
-import { RateLimiter } from './lib/rate_limiter.js';
+import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
+import { RedisLink } from './cluster/redis_link.js';
 import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
 import type { Database } from './store/database.js';
 import { lockDataDir } from './store/data_dir_lock.js';
@@ -47,9 +48,12 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
     let hub: RevocationHub | undefined;
     const store = new Store(db, (entry) => {
       log.info({ audit: entry }, entry.event);
-      if (entry.event === 'session.revoked' && entry.sessionId) hub?.publish(entry.sessionId, entry.at);
+      if (entry.event === 'session.revoked' && entry.sessionId) {
+        hub?.publish(entry.sessionId, entry.at);
+        redis?.publishRevocation(entry.sessionId, entry.at);
+      }
     });
-    hub = new RevocationHub({ store, accessTtl: config.accessTtl, now: config.clock });
+    hub = new RevocationHub({ store, accessTtl: config.accessTtl, now: config.clock, pollIntervalMs: Math.max(100, config.revocationPoll * 1000) });
     const keys = await KeyRing.load(store, {
       alg: config.alg,
       privateKeyFile: config.privateKeyFile,
@@ -62,7 +66,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       ? setInterval(() => keys.reload().catch((error: unknown) => log.error({ err: error }, 'key ring reload failed')), config.keyReloadInterval * 1000)
       : undefined;
     reloadTimer?.unref();
-    if (config.redisUrl) log.warn('--redis-url is accepted but not used yet: rate limits are per instance');
+    const redis = config.redisUrl ? RedisLink.connect(config.redisUrl, log) : undefined;
     const context: AuthContext = {
       config,
       store,
@@ -70,14 +74,19 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       issuer: () => issuer ?? `http://localhost:${config.port}`,
       now: config.clock,
       dummyHash: await createDummyHash(),
-      limits: createLimits(config),
+      limits: createLimits(config, redis),
       log,
       revocations: hub,
       metrics: createMetrics({
         activeSessions: () => store.countActiveSessions(new Date(config.clock())),
         keys: () => keys.describe(),
       }),
+      announceKeysChanged: () => redis?.publishKeysChanged(),
     };
+    await redis?.subscribe({
+      revoked: (sessionId, revokedAt) => hub?.publish(sessionId, revokedAt),
+      keysChanged: () => void keys.reload().catch((error: unknown) => log.error({ err: error }, 'key ring reload failed')),
+    });
     const app = await buildApp(context);
     // Operators reach a server that holds the embedded database through its admin socket.
     const dir = embeddedDir(config);
@@ -85,6 +94,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       ? await startAdminChannel(join(dir, ADMIN_SOCKET), {
           store,
           keys,
+          onKeysChanged: context.announceKeysChanged,
           now: config.clock,
           alg: config.alg,
           keyActivationDelay: config.jwksMaxAge,
@@ -110,6 +120,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         try {
           if (reloadTimer) clearInterval(reloadTimer);
           await admin?.close();
+          await redis?.close();
           await app.close();
           hub.close();
           await store.close();
@@ -125,14 +136,15 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
   }
 }
 
-function createLimits(config: ServerConfig): AuthContext['limits'] {
+function createLimits(config: ServerConfig, redis: RedisLink | undefined): AuthContext['limits'] {
   const { ip, user } = config.rateLimit;
   const reportedAt = new Map<string, number>();
   const window = Math.max(ip.windowSeconds, user.windowSeconds) * 1000;
+  const make = (name: string, limit: RateLimit) => (redis ? redis.limiter(name, limit) : localLimiter(new RateLimiter(limit)));
   return {
-    ip: new RateLimiter(ip),
-    user: new RateLimiter(user),
-    userGlobal: new RateLimiter({ max: user.max * USER_GLOBAL_FACTOR, windowSeconds: user.windowSeconds }),
+    ip: make('ip', ip),
+    user: make('user', user),
+    userGlobal: make('account', { max: user.max * USER_GLOBAL_FACTOR, windowSeconds: user.windowSeconds }),
     reported(key, now) {
       const last = reportedAt.get(key);
       if (last !== undefined && now - last < window) return false;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ServerConfig } from '../config.js';
 import type { KeyRing } from '../keys/key_ring.js';
 import type { Metrics } from '../lib/metrics.js';
-import type { RateLimiter } from '../lib/rate_limiter.js';
+import type { Limiter } from '../lib/rate_limiter.js';
 import type { Store } from '../store/store.js';
 import type { RevocationHub } from './revocation_hub.js';
 
@@ -18,11 +18,11 @@ export interface AuthContext {
   /** Verified against for unknown users, so their timing matches a wrong password. */
   readonly dummyHash: string;
   readonly limits: {
-    readonly ip: RateLimiter;
+    readonly ip: Limiter;
     /** Failed password attempts per (account, address). */
-    readonly user: RateLimiter;
+    readonly user: Limiter;
     /** Failed password attempts per account from all addresses. */
-    readonly userGlobal: RateLimiter;
+    readonly userGlobal: Limiter;
     /** True once per key and window: whether a refusal should be written to the audit log. */
     reported(key: string, now: number): boolean;
   };
@@ -30,4 +30,6 @@ export interface AuthContext {
   /** Pushes revocations to the feed's subscribers. */
   readonly revocations: RevocationHub;
   readonly metrics: Metrics;
+  /** Tells the other instances (through Redis, when configured) that the key ring changed. */
+  announceKeysChanged(): void;
 }

@@ -14,7 +14,7 @@ export const USER_GLOBAL_FACTOR = 10;
 export async function checkIpLimit(ctx: AuthContext, client: ClientInfo): Promise<void> {
   const now = ctx.now();
   const key = `ip:${addressGroup(client.ip)}`;
-  const wait = ctx.limits.ip.consume(key, now);
+  const wait = await ctx.limits.ip.consume(key, now);
   if (wait > 0) await refuse(ctx, client, wait, key, 'ip limit', null);
 }
 
@@ -34,13 +34,17 @@ export async function takePasswordAttempt(
   const now = ctx.now();
   const account = user ? `id:${user.id}` : `name:${username.normalize('NFKC').toLowerCase()}`;
   const pairKey = `${account}|${addressGroup(client.ip)}`;
-  const wait = Math.max(ctx.limits.user.retryAfter(pairKey, now), ctx.limits.userGlobal.retryAfter(account, now));
-  if (wait > 0) await refuse(ctx, client, wait, pairKey, 'user limit', user);
-  ctx.limits.user.hit(pairKey, now);
-  ctx.limits.userGlobal.hit(account, now);
+  // Check-and-count is one atomic step per limiter, so parallel guesses cannot all pass.
+  const pairWait = await ctx.limits.user.consume(pairKey, now);
+  if (pairWait > 0) await refuse(ctx, client, pairWait, pairKey, 'user limit', user);
+  const accountWait = await ctx.limits.userGlobal.consume(account, now);
+  if (accountWait > 0) {
+    await ctx.limits.user.refund(pairKey, now);
+    await refuse(ctx, client, accountWait, account, 'user limit', user);
+  }
   return () => {
-    ctx.limits.user.refund(pairKey, now);
-    ctx.limits.userGlobal.refund(account, now);
+    void ctx.limits.user.refund(pairKey, now);
+    void ctx.limits.userGlobal.refund(account, now);
   };
 }
 

@@ -7,6 +7,46 @@ interface Window {
 }
 
 /**
+ * Seconds to wait under a sliding window whose fixed window started at `start`,
+ * with `current` attempts in it and `previous` in the one before; 0 when under
+ * the limit. Shared by the in-process and the Redis limiter.
+ */
+export function slidingWait(limit: RateLimit, start: number, now: number, current: number, previous: number): number {
+  const size = limit.windowSeconds * 1000;
+  const elapsed = (now - start) / size;
+  const estimate = previous * (1 - elapsed) + current;
+  if (estimate < limit.max) return 0;
+  // The current window alone is full: wait for the next one, plus whatever of this
+  // one still weighs on it then.
+  if (current >= limit.max) {
+    const wait = start + size - now + size * (1 - limit.max / current);
+    return Math.max(1, Math.ceil(wait / 1000) + 1);
+  }
+  // The previous window's weight fades linearly: wait until it has faded enough.
+  const fadeUntil = size * (1 - (limit.max - current) / previous);
+  return Math.max(1, Math.ceil((fadeUntil - (now - start)) / 1000) + 1);
+}
+
+/** A rate limiter as the flows use it: in-process, or shared through Redis. */
+export interface Limiter {
+  /** Seconds until `key` may try again (0: now). Counts nothing. */
+  retryAfter(key: string, now: number): Promise<number>;
+  /** Counts one attempt if under the limit, atomically; returns the wait otherwise (0: counted). */
+  consume(key: string, now: number): Promise<number>;
+  /** Takes back one attempt of the current window. */
+  refund(key: string, now: number): Promise<void>;
+}
+
+/** The in-process limiter behind the `Limiter` interface. */
+export function localLimiter(limiter: RateLimiter): Limiter {
+  return {
+    retryAfter: async (key, now) => limiter.retryAfter(key, now),
+    consume: async (key, now) => limiter.consume(key, now),
+    refund: async (key, now) => limiter.refund(key, now),
+  };
+}
+
+/**
  * A sliding-window counter per key (an IP, a username): the previous fixed
  * window's count, weighted by how much of it still overlaps, plus the current
  * one's. It forgets on its own, so a flood of failures delays a real user by
@@ -26,20 +66,7 @@ export class RateLimiter {
   /** Seconds until `key` may try again, or 0 when it may try now. Counts nothing. */
   retryAfter(key: string, now: number): number {
     const w = this.#window(key, now, false);
-    if (!w) return 0;
-    const size = this.#limit.windowSeconds * 1000;
-    const elapsed = (now - w.start) / size;
-    const estimate = w.previous * (1 - elapsed) + w.current;
-    if (estimate < this.#limit.max) return 0;
-    // The current window alone is full: wait for the next one, plus whatever of this
-    // one still weighs on it then.
-    if (w.current >= this.#limit.max) {
-      const wait = w.start + size - now + size * (1 - this.#limit.max / w.current);
-      return Math.max(1, Math.ceil(wait / 1000) + 1);
-    }
-    // The previous window's weight fades linearly: wait until it has faded enough.
-    const fadeUntil = size * (1 - (this.#limit.max - w.current) / w.previous);
-    return Math.max(1, Math.ceil((fadeUntil - (now - w.start)) / 1000) + 1);
+    return w ? slidingWait(this.#limit, w.start, now, w.current, w.previous) : 0;
   }
 
   /** Counts one attempt for `key`. */

@@ -1,0 +1,134 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { RateLimit } from '../config.js';
+import { type Limiter, localLimiter, RateLimiter, slidingWait } from '../lib/rate_limiter.js';
+
+const REVOCATIONS = 'tessera:revocations';
+const KEYS_CHANGED = 'tessera:keys';
+
+/**
+ * Check-and-count in one step on the server, so instances racing on one key
+ * cannot both pass. Returns {counted (1|0), current, previous}.
+ */
+const CONSUME = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local max = tonumber(ARGV[1])
+local size = tonumber(ARGV[2])
+local elapsed = tonumber(ARGV[3])
+if prev * (1 - elapsed / size) + cur >= max then return {0, cur, prev} end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], size * 2)
+return {1, cur + 1, prev}
+`;
+
+/**
+ * Redis as an accelerator, never the source of truth: shared rate limits,
+ * revocations pushed to every instance at once, key-ring reloads after a rotation.
+ * Every command fails fast while Redis is down (no offline queue), and each user of
+ * it falls back to what one instance can do alone: per-instance limits, database
+ * polling for revocations, the periodic key reload. ioredis reconnects by itself.
+ */
+export class RedisLink {
+  readonly #command: Redis;
+  readonly #subscriber: Redis;
+  readonly #log: Logger;
+  #down = false;
+
+  private constructor(url: string, log: Logger) {
+    const options = { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, retryStrategy: (n: number) => Math.min(200 * n, 2_000) };
+    this.#command = new Redis(url, options);
+    this.#subscriber = new Redis(url, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.#log = log;
+    for (const client of [this.#command, this.#subscriber]) client.on('error', () => this.#markDown());
+    this.#command.on('ready', () => {
+      if (this.#down) this.#log.info('redis is back: limits are shared again');
+      this.#down = false;
+    });
+  }
+
+  static connect(url: string, log: Logger): RedisLink {
+    return new RedisLink(url, log);
+  }
+
+  /** Whether the last command reached Redis. */
+  get healthy(): boolean {
+    return !this.#down && this.#command.status === 'ready';
+  }
+
+  /** A limiter shared by every instance through Redis, falling back to `fallback` while Redis is down. */
+  limiter(name: string, limit: RateLimit): Limiter {
+    const local = localLimiter(new RateLimiter(limit));
+    const size = limit.windowSeconds * 1000;
+    const keys = (key: string, now: number) => {
+      const start = Math.floor(now / size) * size;
+      return { start, current: `tessera:rl:${name}:${key}:${start}`, previous: `tessera:rl:${name}:${key}:${start - size}` };
+    };
+    return {
+      retryAfter: async (key, now) => {
+        const k = keys(key, now);
+        try {
+          const [current, previous] = await this.#command.mget(k.current, k.previous);
+          return slidingWait(limit, k.start, now, Number(current ?? 0), Number(previous ?? 0));
+        } catch {
+          this.#markDown();
+          return local.retryAfter(key, now);
+        }
+      },
+      consume: async (key, now) => {
+        const k = keys(key, now);
+        try {
+          const [counted, current, previous] = (await this.#command.eval(CONSUME, 2, k.current, k.previous, limit.max, size, now - k.start)) as [number, number, number];
+          return counted === 1 ? 0 : slidingWait(limit, k.start, now, current, previous);
+        } catch {
+          this.#markDown();
+          return local.consume(key, now);
+        }
+      },
+      refund: async (key, now) => {
+        const k = keys(key, now);
+        try {
+          await this.#command.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end", 1, k.current);
+        } catch {
+          this.#markDown();
+          await local.refund(key, now);
+        }
+      },
+    };
+  }
+
+  /** Tells every instance a session was revoked. Best effort: the database poll is the backstop. */
+  publishRevocation(sessionId: string, revokedAt: Date): void {
+    this.#command.publish(REVOCATIONS, JSON.stringify({ sessionId, revokedAt: revokedAt.toISOString() })).catch(() => this.#markDown());
+  }
+
+  /** Tells every instance to reload its key ring. */
+  publishKeysChanged(): void {
+    this.#command.publish(KEYS_CHANGED, '1').catch(() => this.#markDown());
+  }
+
+  /** Subscribes to revocations and key changes from all instances (this one included). */
+  async subscribe(handlers: { revoked(sessionId: string, revokedAt: Date): void; keysChanged(): void }): Promise<void> {
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      if (channel === KEYS_CHANGED) return handlers.keysChanged();
+      if (channel !== REVOCATIONS) return;
+      try {
+        const { sessionId, revokedAt } = JSON.parse(message) as { sessionId: string; revokedAt: string };
+        handlers.revoked(sessionId, new Date(revokedAt));
+      } catch {
+        // Not ours: ignore.
+      }
+    });
+    await this.#subscriber.subscribe(REVOCATIONS, KEYS_CHANGED).catch(() => this.#markDown());
+  }
+
+  async close(): Promise<void> {
+    this.#command.disconnect();
+    this.#subscriber.disconnect();
+  }
+
+  #markDown(): void {
+    if (!this.#down) this.#log.warn('redis is unavailable: rate limits are per instance and revocations are found by polling until it is back');
+    this.#down = true;
+  }
+}

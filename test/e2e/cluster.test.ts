@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { runAdminOperation } from '@tessera/server';
+import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres_server.js';
+import { type RedisServer, startRedis } from '../support/redis_server.js';
+import { signUp, startTestServer, type TestServer } from '../support/test_server.js';
+
+/** Waits for the first `revoked` SSE event for `sessionId` on `url`, resolving to when it arrived. */
+async function watchFeed(url: string): Promise<{ waitFor(sessionId: string): Promise<number>; close(): void }> {
+  const abort = new AbortController();
+  const response = await fetch(`${url}/auth/revocations`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const seen = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  void (async () => {
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        for (const match of buffer.matchAll(/"session_id":"([^"]+)"/g)) {
+          if (!seen.has(match[1]!)) {
+            seen.set(match[1]!, Date.now());
+            waiters.get(match[1]!)?.(Date.now());
+          }
+        }
+      }
+    } catch {}
+  })();
+  return {
+    waitFor: (sessionId) => {
+      const at = seen.get(sessionId);
+      return at !== undefined ? Promise.resolve(at) : new Promise((resolve) => waiters.set(sessionId, resolve));
+    },
+    close: () => abort.abort(),
+  };
+}
+
+describe('two instances on one PostgreSQL and one Redis behave as one', () => {
+  let postgres: PostgresServer;
+  let redis: RedisServer;
+  let a: TestServer;
+  let b: TestServer;
+  const issuer = 'http://localhost:4000';
+
+  before(async () => {
+    [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
+    const databaseUrl = await createDatabase(postgres.url, 'cluster');
+    // Database polling and periodic key reloads are slowed right down, so what is
+    // fast here is fast because of Redis.
+    const options = { databaseUrl, redisUrl: redis.url, issuer, rateLimit: 'ip=1000/1m,user=3/1m', revocationPoll: 30, keyReloadInterval: 0, feedHeartbeat: 1 };
+    [a, b] = await Promise.all([startTestServer(options), startTestServer(options)]);
+    // The instances must agree on time for the shared windows: give them one clock.
+    b.clock.advance((a.clock.now() - b.clock.now()) / 1000);
+  });
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await Promise.all([postgres?.stop(), redis?.stop()]);
+  });
+
+  test('rate limits are shared: failures on A and B add up', async () => {
+    const { username, password } = await signUp(a);
+    await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await b.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    const limited = await b.call('POST', '/auth/login', { body: { username, password } });
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.error, 'rate_limited');
+  });
+
+  test('a logout on A is in B’s revocation feed within a second, and refused on B at once', async () => {
+    const feed = await watchFeed(b.url);
+    try {
+      const { pair } = await signUp(a);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      await a.call('POST', '/auth/logout', { token: pair.access_token });
+      const arrived = await Promise.race([feed.waitFor(pair.session_id), new Promise<number>((r) => setTimeout(() => r(Number.NaN), 3000))]);
+      assert.ok(arrived - started < 1000, `arrived after ${arrived - started} ms`);
+      assert.equal((await b.call('GET', '/auth/me', { token: pair.access_token })).body.error, 'token_revoked');
+    } finally {
+      feed.close();
+    }
+  });
+
+  test('a key rotated through A is published by B at once', async () => {
+    const ctx = a.server.context;
+    // What the admin channel does for `tessera keys rotate`.
+    const host = { store: ctx.store, keys: ctx.keys, now: ctx.now, onKeysChanged: ctx.announceKeysChanged };
+    const rotated = (await runAdminOperation(host, { op: 'keys.rotate' })) as { kid: string };
+    let seen = false;
+    for (let i = 0; i < 20 && !seen; i++) {
+      const keys = (await b.call('GET', '/.well-known/jwks.json')).body.keys as { kid: string }[];
+      seen = keys.some((k) => k.kid === rotated.kid);
+      if (!seen) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(seen, 'B reloaded its key ring on the Redis message');
+  });
+
+  test('Redis down: both keep serving (per-instance limits); Redis back: shared again', async () => {
+    await redis.stop();
+    const { username, password } = await signUp(a);
+    assert.equal((await b.call('POST', '/auth/login', { body: { username, password } })).status, 200);
+    assert.equal((await a.call('GET', '/readyz')).status, 200, 'Redis is not a reason to be unready');
+    await redis.start();
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // ioredis reconnects by itself
+    await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await b.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    assert.equal((await b.call('POST', '/auth/login', { body: { username, password } })).status, 429);
+  });
+});
