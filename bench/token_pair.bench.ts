@@ -4,7 +4,11 @@
  * machine, plus p50/p99 latency and the RSS of an idle server. Prints a markdown
  * table on stdout (progress on stderr).
  *
- *   node --conditions=source --import tsx bench/token_pair.bench.ts [options]
+ *   npm run build    # the server child runs packages/cli/dist; the script warns when it is stale
+ *   node --conditions=tessera-source --import tsx bench/token_pair.bench.ts [options]
+ *
+ * (`--conditions=tessera-source` makes `@tessera/server` resolve to packages/server/src;
+ * without it, it resolves to packages/server/dist, which works just as well once built.)
  *
  * Options (all optional):
  *   --duration S         measured seconds per HTTP phase                    (default 10)
@@ -29,7 +33,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -140,6 +144,28 @@ function selfCpuMs(): number {
 
 /** The pid of the running server child, if any: its CPU is ours, not foreign. */
 let serverPid: number | undefined;
+
+/** Temp dirs to remove even on Ctrl-C. */
+const tempDirs = new Set<string>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    if (serverPid !== undefined) {
+      try {
+        process.kill(serverPid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
 
 /** Busy CPU of the whole machine, of this process and of the server child, in ms. */
 function cpuSnapshot(): { machine: number; ours: number; at: number } {
@@ -485,7 +511,7 @@ interface FloorStore {
 }
 
 async function openFloorStore(sessionCount: number): Promise<FloorStore> {
-  const dir = await mkdtemp(join(os.tmpdir(), 'tessera-bench-floor-'));
+  const dir = await tempDir('tessera-bench-floor-');
   const db = await openPgliteDatabase(join(dir, 'db'));
   await migrate(db);
   const store = new Store(db);
@@ -799,7 +825,7 @@ async function main() {
 
   log(`floor store: PGlite in a temp data dir, migrate, ${SESSIONS} sessions`);
   const floorStore = await openFloorStore(SESSIONS);
-  const dataDir = await mkdtemp(join(os.tmpdir(), 'tessera-bench-server-'));
+  const dataDir = await tempDir('tessera-bench-server-');
   const results: AlgResult[] = [];
   let costs: StoreCost[] = [];
   try {

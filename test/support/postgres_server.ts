@@ -7,7 +7,15 @@ import { join } from 'node:path';
 /** A real PostgreSQL server in a temporary directory, for the store suite and the e2e tests. */
 export interface PostgresServer {
   url: string;
+  /** Stops the server and removes its files. */
   stop(): Promise<void>;
+  /**
+   * Stops the server, keeping its data, as an outage would. A fast (clean) shutdown:
+   * this test server runs without fsync, so a crash would lose commits that a real one keeps.
+   */
+  pause(): Promise<void>;
+  /** Starts it again after `pause`, on the same port. */
+  resume(): Promise<void>;
 }
 
 /** Finds `initdb`/`pg_ctl`: Debian keeps them in /usr/lib/postgresql/<version>/bin, off the PATH. */
@@ -55,16 +63,24 @@ export async function startPostgres(): Promise<PostgresServer> {
   const data = join(dir, 'data');
   const port = await freePort();
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C']);
-  run('pg_ctl', [
-    '-D', data,
-    '-l', join(dir, 'log'),
-    '-w', '-t', '30',
-    '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
-    'start',
-  ]);
+  const start = () =>
+    run('pg_ctl', [
+      '-D', data,
+      '-l', join(dir, 'log'),
+      '-w', '-t', '30',
+      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
+      'start',
+    ]);
+  start();
   let stopped = false;
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    async pause() {
+      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+    },
+    async resume() {
+      start();
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres_server.js';
+import { signUp, startTestServer } from '../support/test_server.js';
+
+const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname;
+
+/** A real `tessera serve` process on a free port. */
+async function serveProcess(databaseUrl: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--database-url', databaseUrl, '--issuer', 'http://localhost:4000'], {
+    env: { ...process.env, TESSERA_LOG_LEVEL: 'silent', TESSERA_RATE_LIMIT: 'ip=100000/1m,user=100000/1m' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+  return { child, url };
+}
+
+const post = async (url: string, body: unknown, token?: string) => {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: res.status === 204 ? undefined : await res.json().catch(() => undefined), headers: res.headers };
+};
+
+describe('faults, each handled on purpose', () => {
+  let postgres: PostgresServer;
+  let databaseUrl: string;
+  before(async () => {
+    postgres = await startPostgres();
+    databaseUrl = await createDatabase(postgres.url, 'faults');
+  });
+  after(() => postgres?.stop());
+
+  test('database down during a refresh: 503 unavailable, nothing half-written; after recovery the old token still works', async () => {
+    const t = await startTestServer({ databaseUrl, issuer: 'http://localhost:4000' });
+    try {
+      const { pair } = await signUp(t);
+      await postgres.pause();
+      const during = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+      assert.equal(during.status, 503);
+      assert.equal(during.body.error, 'unavailable');
+      assert.ok(Number(during.headers.get('retry-after')) > 0);
+      assert.equal((await t.call('GET', '/readyz')).status, 503);
+      assert.equal((await t.call('GET', '/healthz')).status, 200);
+      await postgres.resume();
+      let after = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+      for (let i = 0; i < 20 && after.status === 503; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        after = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+      }
+      assert.equal(after.status, 200, `the refresh that failed left the token as it was: ${JSON.stringify(after.body)}`);
+      assert.equal((await t.call('GET', '/readyz')).status, 200);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('kill -9 under load loses no committed session', async () => {
+    const first = await serveProcess(databaseUrl);
+    const username = `kill${Date.now()}`;
+    assert.equal((await post(`${first.url}/auth/register`, { username, password: 'long enough pw' })).status, 201);
+    const committed: string[] = [];
+    let stop = false;
+    const load = Array.from({ length: 6 }, async () => {
+      while (!stop) {
+        const res = await post(`${first.url}/auth/login`, { username, password: 'long enough pw' }).catch(() => undefined);
+        if (res?.status === 200) committed.push(res.body.session_id);
+        if (!res) return;
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    first.child.kill('SIGKILL');
+    stop = true;
+    await Promise.all(load);
+    assert.ok(committed.length > 0, 'some logins completed before the kill');
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query('SELECT id FROM sessions WHERE id = ANY($1::uuid[])', [committed]);
+      assert.equal(rows.length, committed.length, 'every session that was answered 200 is in the database');
+    } finally {
+      await client.end();
+    }
+    const second = await serveProcess(databaseUrl);
+    try {
+      assert.equal((await post(`${second.url}/auth/login`, { username, password: 'long enough pw' })).status, 200);
+    } finally {
+      second.child.kill('SIGTERM');
+    }
+  });
+
+  test('SIGTERM drains in-flight requests before exiting', async () => {
+    const server = await serveProcess(databaseUrl);
+    const username = `drain${Date.now()}`;
+    await post(`${server.url}/auth/register`, { username, password: 'long enough pw' });
+    const inflight = Array.from({ length: 8 }, () => post(`${server.url}/auth/login`, { username, password: 'long enough pw' }));
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    const exited = new Promise<number | null>((resolve) => server.child.once('exit', resolve));
+    server.child.kill('SIGTERM');
+    const results = await Promise.all(inflight);
+    assert.deepEqual(results.map((r) => r.status), Array(8).fill(200));
+    assert.equal(await exited, 0);
+  });
+});
