@@ -46,6 +46,8 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // Wrong-typed fields are refused, never coerced ("123" stays no number, 123 no string).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
+    // On close, drop keep-alive connections that are idle; busy ones finish their request first.
+    forceCloseConnections: 'idle',
   });
 
   // An empty body with a JSON content type means "no body" (many clients send the
@@ -88,7 +90,14 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
 
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new TesseraError('not_found')));
+  // Requests in flight when shutdown starts still get their answer, on a connection
+  // that then closes: a keep-alive socket must not hold the process open.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onSend', async (request, reply) => {
+    if (closing) reply.header('connection', 'close');
     // Token responses must never be cached (RFC 6749 §5.1); nor must anything under /auth.
     if (request.url.startsWith('/auth/')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
