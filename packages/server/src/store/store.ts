@@ -253,22 +253,31 @@ export class Store {
   async rotateRefreshToken(input: RotateInput): Promise<RotationOutcome> {
     const { now } = input;
     return this.#write(now, async (tx, log) => {
-      const sessions = await tx.query<SessionRow>('SELECT * FROM sessions WHERE id = $1 FOR UPDATE', [input.sessionId]);
-      const sessionRow = sessions.rows[0];
-      if (!sessionRow) return { kind: 'unknown' };
-      const tokens = await tx.query<TokenRow>(
-        'SELECT * FROM refresh_tokens WHERE jti_hash = $1 AND session_id = $2',
-        [input.jtiHash, input.sessionId],
+      // Lock first, then read: under READ COMMITTED the read after the lock sees what the
+      // previous holder committed. (A join with FOR UPDATE would re-check only the locked
+      // row after waiting, and could see the other tables as they were before.)
+      const locked = await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [input.sessionId]);
+      if (locked.rows.length === 0) return { kind: 'unknown' };
+      // One statement reads the whole decision: the session, the presented token, its
+      // child if it has one, and the user. The refresh is the hot path.
+      const { rows } = await tx.query<RotationRow>(
+        `SELECT s.*, t.used_at AS t_used_at, t.expires_at AS t_expires_at,
+                c.jti_hash AS c_jti_hash, c.used_at AS c_used_at, c.issued_at AS c_issued_at, c.expires_at AS c_expires_at,
+                row_to_json(u) AS u
+           FROM sessions s
+           JOIN refresh_tokens t ON t.jti_hash = $2 AND t.session_id = s.id
+           LEFT JOIN refresh_tokens c ON c.parent_hash = t.jti_hash
+           LEFT JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1`,
+        [input.sessionId, input.jtiHash],
       );
-      const tokenRow = tokens.rows[0];
-      if (!tokenRow) return { kind: 'unknown' };
-      const session = toSession(sessionRow);
-      const token = toToken(tokenRow);
+      const row = rows[0];
+      if (!row) return { kind: 'unknown' };
+      const session = toSession(row);
       if (session.revokedAt) return { kind: 'revoked' };
-      if (session.expiresAt <= now || token.expiresAt <= now) return { kind: 'expired' };
+      if (session.expiresAt <= now || row.t_expires_at <= now) return { kind: 'expired' };
 
-      const users = await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [session.userId]);
-      const user = users.rows[0] ? toUser(users.rows[0]) : null;
+      const user = row.u ? toUser(parseJsonUser(row.u)) : null;
       const base = { userId: session.userId, username: user?.username ?? null, sessionId: session.id, ...clientAudit(input.client) };
       if (!user || user.disabledAt) {
         // Refresh re-reads the user: a disabled account ends here, at the latest.
@@ -277,7 +286,7 @@ export class Store {
         return { kind: 'revoked' };
       }
 
-      if (token.usedAt === null) {
+      if (row.t_used_at === null) {
         // A session has an absolute lifetime (--refresh-ttl from login): rotation
         // never extends it, so a stolen token kept alive by use still dies.
         const successor = {
@@ -285,27 +294,26 @@ export class Store {
           expiresAt: input.successor.expiresAt < session.expiresAt ? input.successor.expiresAt : session.expiresAt,
         };
         await tx.query(
-          'INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)',
-          [successor.jtiHash, session.id, token.jtiHash, successor.issuedAt, successor.expiresAt],
+          `WITH used AS (UPDATE refresh_tokens SET used_at = $3 WHERE jti_hash = $1),
+                touched AS (UPDATE sessions SET last_used_at = $3 WHERE id = $4)
+           INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at) VALUES ($2, $4, $1, $5, $6)`,
+          [input.jtiHash, successor.jtiHash, now, session.id, successor.issuedAt, successor.expiresAt],
         );
-        await tx.query('UPDATE refresh_tokens SET used_at = $2 WHERE jti_hash = $1', [token.jtiHash, now]);
-        const updated = await tx.query<SessionRow>('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [session.id, now]);
         await log({ ...base, event: 'token.refreshed', outcome: 'success' });
-        return { kind: 'rotated', user, session: toSession(updated.rows[0]!), successor };
+        return { kind: 'rotated', user, session: { ...session, lastUsedAt: now }, successor };
       }
 
       // Used before. Within the grace window, and only while its child is still the
       // session's current token, this is a second tab or a lost response: give
       // the same successor back. Anything else is a stolen token in play.
-      const children = await tx.query<TokenRow>('SELECT * FROM refresh_tokens WHERE parent_hash = $1', [token.jtiHash]);
-      const child = children.rows[0] ? toToken(children.rows[0]) : null;
-      if (child && child.usedAt === null && now.getTime() - token.usedAt.getTime() <= input.graceMs) {
+      const usedAt = row.t_used_at;
+      if (row.c_jti_hash !== null && row.c_used_at === null && now.getTime() - usedAt.getTime() <= input.graceMs) {
         await log({ ...base, event: 'token.refreshed', outcome: 'success', reason: 'grace_replay' });
         return {
           kind: 'replayed',
           user,
           session,
-          successor: { jtiHash: child.jtiHash, issuedAt: child.issuedAt, expiresAt: child.expiresAt },
+          successor: { jtiHash: row.c_jti_hash, issuedAt: row.c_issued_at!, expiresAt: row.c_expires_at! },
         };
       }
       await revokeWhere(tx, 'id = $1', [session.id], now, 'token_reused');
@@ -551,6 +559,15 @@ interface SessionRow {
   user_agent: string | null;
   ip: string | null;
 }
+interface RotationRow extends SessionRow {
+  t_used_at: Date | null;
+  t_expires_at: Date;
+  c_jti_hash: string | null;
+  c_used_at: Date | null;
+  c_issued_at: Date | null;
+  c_expires_at: Date | null;
+  u: UserRow | string | null;
+}
 interface TokenRow {
   jti_hash: string;
   session_id: string;
@@ -597,6 +614,7 @@ function toUser(r: UserRow): UserRecord {
 
 // row_to_json renders a row as JSON text or an object depending on the driver.
 function parseJsonUser(u: unknown): UserRow {
+  // row_to_json keeps the timestamps as text: toUser turns them back into Dates.
   return (typeof u === 'string' ? JSON.parse(u) : u) as UserRow;
 }
 
