@@ -1,30 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres_server.js';
+import { serveProcess } from '../support/serve_process.js';
 import { signUp, startTestServer } from '../support/test_server.js';
 
-const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname;
-
-/** A real `tessera serve` process on a free port. */
-async function serveProcess(databaseUrl: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--database-url', databaseUrl, '--issuer', 'http://localhost:4000'], {
-    env: { ...process.env, TESSERA_LOG_LEVEL: 'silent', TESSERA_RATE_LIMIT: 'ip=100000/1m,user=100000/1m' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
-  });
-  return { child, url };
-}
+/** A real `tessera serve` process on PostgreSQL, with a fixed issuer. */
+const startOnPostgres = (databaseUrl: string) => serveProcess(['--database-url', databaseUrl, '--issuer', 'http://localhost:4000']);
 
 const post = async (url: string, body: unknown, token?: string) => {
   const res = await fetch(url, {
@@ -35,16 +18,23 @@ const post = async (url: string, body: unknown, token?: string) => {
   return { status: res.status, body: res.status === 204 ? undefined : await res.json().catch(() => undefined), headers: res.headers };
 };
 
-function loginOnFreshConnection(url: string, username: string): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** A login on a connection of its own; `sent` resolves once the whole request is on the wire. */
+function loginOnFreshConnection(url: string, username: string): { sent: Promise<void>; status: Promise<number> } {
+  let sent!: () => void;
+  const sentPromise = new Promise<void>((resolve) => {
+    sent = resolve;
+  });
+  const status = new Promise<number>((resolve, reject) => {
     const body = JSON.stringify({ username, password: 'long enough pw' });
     const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
+    req.on('finish', sent);
     req.on('error', reject);
     req.end(body);
   });
+  return { sent: sentPromise, status };
 }
 
 describe('faults, each handled on purpose', () => {
@@ -81,7 +71,7 @@ describe('faults, each handled on purpose', () => {
   });
 
   test('kill -9 under load loses no committed session', async () => {
-    const first = await serveProcess(databaseUrl);
+    const first = await startOnPostgres(databaseUrl);
     const username = `kill${Date.now()}`;
     assert.equal((await post(`${first.url}/auth/register`, { username, password: 'long enough pw' })).status, 201);
     const committed: string[] = [];
@@ -106,7 +96,7 @@ describe('faults, each handled on purpose', () => {
     } finally {
       await client.end();
     }
-    const second = await serveProcess(databaseUrl);
+    const second = await startOnPostgres(databaseUrl);
     try {
       assert.equal((await post(`${second.url}/auth/login`, { username, password: 'long enough pw' })).status, 200);
     } finally {
@@ -115,15 +105,16 @@ describe('faults, each handled on purpose', () => {
   });
 
   test('SIGTERM drains in-flight requests before exiting', async () => {
-    const server = await serveProcess(databaseUrl);
+    const server = await startOnPostgres(databaseUrl);
     const username = `drain${Date.now()}`;
     await post(`${server.url}/auth/register`, { username, password: 'long enough pw' });
     // Each on a connection of its own (no keep-alive pool), so every one is in flight at the server.
     const inflight = Array.from({ length: 8 }, () => loginOnFreshConnection(`${server.url}/auth/login`, username));
-    await new Promise((resolve) => setTimeout(resolve, 15));
+    await Promise.all(inflight.map((r) => r.sent));
+    await new Promise((resolve) => setTimeout(resolve, 20)); // let the server read them
     const exited = new Promise<number | null>((resolve) => server.child.once('exit', resolve));
     server.child.kill('SIGTERM');
-    const results = await Promise.all(inflight);
+    const results = await Promise.all(inflight.map((r) => r.status));
     assert.deepEqual(results, Array(8).fill(200));
     assert.equal(await exited, 0);
   });

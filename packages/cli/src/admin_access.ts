@@ -4,6 +4,7 @@ import {
   ADMIN_SOCKET,
   type AdminRequest,
   callAdminChannel,
+  type Database,
   DataDirInUseError,
   lockDataDir,
   migrate,
@@ -31,8 +32,7 @@ export type Call = (request: AdminRequest) => Promise<unknown>;
  */
 export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Promise<T>): Promise<T> {
   const keyEncryptionKey = flags['key-encryption-key'] ? parseKeyEncryptionKey(flags['key-encryption-key']) : undefined;
-  if (flags['database-url']) {
-    const db = await openPostgresDatabase({ url: flags['database-url'], poolSize: 2 });
+  const direct = async (db: Database): Promise<T> => {
     try {
       await migrate(db);
       const store = new Store(db, auditLine);
@@ -40,7 +40,8 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
     } finally {
       await db.close();
     }
-  }
+  };
+  if (flags['database-url']) return direct(await openPostgresDatabase({ url: flags['database-url'], poolSize: 2 }));
   const dir = flags['data-dir'] ?? './.tessera';
   let release: () => void;
   try {
@@ -54,14 +55,7 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
     return run((request) => callAdminChannel(socket, request));
   }
   try {
-    const db = await openPgliteDatabase(join(dir, 'db'));
-    try {
-      await migrate(db);
-      const store = new Store(db, auditLine);
-      return await run((request) => runAdminOperation({ store, now: Date.now, keyEncryptionKey }, request));
-    } finally {
-      await db.close();
-    }
+    return await direct(await openPgliteDatabase(join(dir, 'db')));
   } finally {
     release();
   }

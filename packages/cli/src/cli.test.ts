@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
+import { QUIET_ENV, serveProcess, TESSERA_BIN } from '../../../test/support/serve_process.js';
 
-/** The real `tessera` command, as `npx tessera` runs it (built by `npm install`/`npm test`). */
-const BIN = new URL('../dist/bin.js', import.meta.url).pathname;
+const BIN = TESSERA_BIN;
 const dirs: string[] = [];
 after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -18,7 +18,7 @@ function tempDir(): string {
   return dir;
 }
 
-const QUIET = { TESSERA_LOG_LEVEL: 'silent', TESSERA_RATE_LIMIT: 'ip=10000/1m,user=10000/1m' };
+const QUIET = QUIET_ENV;
 
 /** Runs the CLI to completion, with `stdin` as its standard input. */
 function run(args: string[], env: Record<string, string> = {}, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -33,30 +33,7 @@ function run(args: string[], env: Record<string, string> = {}, stdin = ''): Prom
   });
 }
 
-/** Starts `tessera serve` and waits for the URL it prints. */
-async function serve(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...QUIET, ...env } });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-  });
-  return {
-    child,
-    url,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', (code) => resolve(code));
-        child.kill('SIGTERM');
-      }),
-  };
-}
+const serve = serveProcess;
 
 async function post(url: string, body: unknown, token?: string) {
   const res = await fetch(url, {
