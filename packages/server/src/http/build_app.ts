@@ -34,6 +34,9 @@ async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
   });
 }
 
+/** How long shutdown waits for requests already sent to be read before closing idle connections. */
+const DRAIN_GRACE_MS = 300;
+
 /** Request bodies here are a name and a password: 16 KiB is plenty, anything larger is refused. */
 const BODY_LIMIT = 16 * 1024;
 
@@ -46,8 +49,7 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // Wrong-typed fields are refused, never coerced ("123" stays no number, 123 no string).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
-    // On close, drop keep-alive connections that are idle; busy ones finish their request first.
-    forceCloseConnections: 'idle',
+    keepAliveTimeout: 5_000,
   });
 
   // An empty body with a JSON content type means "no body" (many clients send the
@@ -95,6 +97,10 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
+    // Node's server.close() drops connections it sees as idle, and a connection whose
+    // request is still in the socket buffer looks idle: give requests already on the
+    // wire a moment to be read first (new ones meanwhile get 503 and go elsewhere).
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_GRACE_MS));
   });
   app.addHook('onSend', async (request, reply) => {
     if (closing) reply.header('connection', 'close');
