@@ -647,7 +647,8 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
     ],
     [
       'Store.rotateRefreshToken (refresh)',
-      'BEGIN, 3 SELECT, INSERT, 2 UPDATE, INSERT audit, COMMIT',
+      // store.ts as of d0e289f; before it: BEGIN, 3 SELECT, INSERT, 2 UPDATE, INSERT audit, COMMIT
+      'BEGIN, SELECT … FOR UPDATE, SELECT session+token+child+user, WITH 2 UPDATE + INSERT, INSERT audit, COMMIT',
       async () => {
         const slot = slots[i++ % slots.length]!;
         const successor = randomBytes(32).toString('base64url');

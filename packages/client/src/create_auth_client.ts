@@ -288,8 +288,8 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     getSession,
     getAccessToken: () => accessToken,
     on(event, listener) {
-      let set = listeners.get(event);
-      if (!set) listeners.set(event, (set = new Set()));
+      const set = listeners.get(event) ?? new Set();
+      listeners.set(event, set);
       set.add(listener as (value: never) => void);
       return () => void set.delete(listener as (value: never) => void);
     },

@@ -291,7 +291,7 @@ export class Store {
         // never extends it, so a stolen token kept alive by use still dies.
         const successor = {
           ...input.successor,
-          expiresAt: input.successor.expiresAt < session.expiresAt ? input.successor.expiresAt : session.expiresAt,
+          expiresAt: new Date(Math.min(input.successor.expiresAt.getTime(), session.expiresAt.getTime())),
         };
         await tx.query(
           `WITH used AS (UPDATE refresh_tokens SET used_at = $3 WHERE jti_hash = $1),
