@@ -38,7 +38,10 @@ export class RedisLink {
   private constructor(url: string, log: Logger) {
     const options = { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, retryStrategy: (n: number) => Math.min(200 * n, 2_000) };
     this.#command = new Redis(url, options);
-    this.#subscriber = new Redis(url, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    // The subscriber (re)subscribes itself each time it is ready (see subscribe): a
+    // SUBSCRIBE queued before the ready check would put the connection in subscriber
+    // mode under the check's INFO, and the subscription would be lost.
+    this.#subscriber = new Redis(url, { ...options, autoResubscribe: false });
     this.#log = log;
     for (const client of [this.#command, this.#subscriber]) client.on('error', () => this.#markDown());
     this.#command.on('ready', () => {
@@ -119,7 +122,14 @@ export class RedisLink {
         // Not ours: ignore.
       }
     });
-    await this.#subscriber.subscribe(REVOCATIONS, KEYS_CHANGED).catch(() => this.#markDown());
+    const subscribe = () => this.#subscriber.subscribe(REVOCATIONS, KEYS_CHANGED).catch(() => this.#markDown());
+    this.#subscriber.on('ready', () => {
+      void subscribe();
+      // Whatever was published while we were away is found by the database poll, and
+      // keys may have changed: reload once now.
+      handlers.keysChanged();
+    });
+    if (this.#subscriber.status === 'ready') await subscribe();
   }
 
   async close(): Promise<void> {

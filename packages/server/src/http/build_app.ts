@@ -48,7 +48,9 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     trustProxy: ctx.config.trustProxy,
     // Wrong-typed fields are refused, never coerced ("123" stays no number, 123 no string).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    return503OnClosing: true,
+    // A request that reached an open connection before shutdown is served, not 503'd:
+    // that is what draining means. New connections are refused once the server closes.
+    return503OnClosing: false,
     keepAliveTimeout: 5_000,
   });
 
@@ -99,7 +101,7 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     closing = true;
     // Node's server.close() drops connections it sees as idle, and a connection whose
     // request is still in the socket buffer looks idle: give requests already on the
-    // wire a moment to be read first (new ones meanwhile get 503 and go elsewhere).
+    // wire a moment to be read first.
     await new Promise((resolve) => setTimeout(resolve, DRAIN_GRACE_MS));
   });
   app.addHook('onSend', async (request, reply) => {
