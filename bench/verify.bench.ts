@@ -15,8 +15,9 @@
  *
  * Part 2, over HTTP: each server runs in its own child process (this file with
  * `--serve KIND`) pinned to CPU 0 (all its threads); autocannon runs in this process
- * pinned to CPU 1; one load at a time: `--warmup` s unmeasured, then `--duration` s
- * measured, `--connections` connections, GET /api/profile with a Bearer RS256 token.
+ * pinned to CPU 1; `--connections` connections, GET /api/profile with a Bearer RS256
+ * token. All servers start first; then one load at a time, in two passes of
+ * `--duration`/2 s each (after `--warmup` s unmeasured), the second pass in reverse order.
  *
  * Tokens come from real in-process auth servers (`@tessera/server`, memory://),
  * one per algorithm, which are closed before anything is measured; verifiers get
@@ -29,7 +30,7 @@
  *
  * Options: --algs RS256,ES256,EdDSA  --rounds 5  --slice 200 (ms)  --duration 8
  *   --warmup 1  --connections 10  --http-kinds LIST  --no-pin  --skip-micro
- *   --skip-http  --quiet-wait 10 (s, in all, waiting for other processes to leave
+ *   --skip-http  --quiet-wait 5 (s, in all, waiting for other processes to leave
  *   the CPU before a measured phase)  --json FILE
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -70,7 +71,7 @@ const { values: args } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     'skip-micro': { type: 'boolean', default: false },
     'skip-http': { type: 'boolean', default: false },
-    'quiet-wait': { type: 'string', default: '10' },
+    'quiet-wait': { type: 'string', default: '5' },
     json: { type: 'string' },
   },
 });
