@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { signUp, startTestServer } from '../../../test/support/test_server.js';
+import { runAdminOperation } from './operations.js';
+
+/** The contract's list of audit events. */
+const EVENTS = [
+  'user.registered',
+  'login.succeeded',
+  'login.failed',
+  'token.refreshed',
+  'token.reused',
+  'session.revoked',
+  'password.changed',
+  'user.disabled',
+  'user.enabled',
+  'user.removed',
+  'key.rotated',
+  'key.retired',
+  'rate_limited',
+] as const;
+
+test('every audit event of the contract is written, as a row and a JSON log line, with its fields and no secret', async () => {
+  let logged = '';
+  const logStream = new Writable({
+    write(chunk, _encoding, done) {
+      logged += chunk.toString();
+      done();
+    },
+  });
+  const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=2/1m', log: 'info', logStream });
+  try {
+    const ctx = t.server.context;
+    const host = { store: ctx.store, keys: ctx.keys, now: ctx.now };
+    const { username, password, pair } = await signUp(t);
+    await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
+    await t.call('POST', '/auth/login', { body: { username, password } }); // rate_limited
+    const refreshed = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+    t.clock.advance(11);
+    await t.call('POST', '/auth/refresh', { token: pair.refresh_token }); // token.reused + session.revoked
+    t.clock.advance(61);
+    const second = await t.call('POST', '/auth/login', { body: { username, password } });
+    await t.call('POST', '/auth/login', { body: { username, password } }); // another device, ended by the password change
+    await t.call('POST', '/auth/password', { token: second.body.access_token, body: { current_password: password, new_password: 'the next password' } });
+    await runAdminOperation(host, { op: 'user.disable', username });
+    await runAdminOperation(host, { op: 'user.enable', username });
+    const rotated = (await runAdminOperation(host, { op: 'keys.rotate' })) as { kid: string };
+    await runAdminOperation(host, { op: 'keys.retire', kid: rotated.kid });
+    await runAdminOperation(host, { op: 'user.remove', username });
+
+    const rows = await ctx.store.listAudit({ limit: 1000 });
+    for (const event of EVENTS) assert.ok(rows.some((r) => r.event === event), `audit row for ${event}`);
+    for (const row of rows) {
+      assert.ok(row.at instanceof Date && row.outcome.length > 0);
+      if (row.event.startsWith('user.') || row.event.startsWith('login.') || row.event === 'password.changed') {
+        assert.ok(row.userId || row.reason === 'unknown_user', `${row.event} names the user`);
+      }
+    }
+    const failed = rows.filter((r) => r.event === 'login.failed');
+    assert.ok(failed.every((r) => r.reason === 'wrong_password'));
+    const reused = rows.find((r) => r.event === 'token.reused')!;
+    assert.equal(reused.sessionId, pair.session_id, 'the reuse names the session it revoked');
+    const reasons = new Set(rows.filter((r) => r.event === 'session.revoked').map((r) => r.reason));
+    for (const reason of ['token_reused', 'password_changed', 'user_disabled']) assert.ok(reasons.has(reason), `session.revoked because ${reason}`);
+    assert.equal(rows.filter((r) => r.event === 'user.removed').length, 1, 'once');
+
+    for (const event of EVENTS) assert.ok(logged.includes(`"event":"${event}"`), `log line for ${event}`);
+    const everything = logged + JSON.stringify(rows);
+    for (const secret of [password, 'wrong password!!', 'the next password', pair.refresh_token, pair.access_token, refreshed.body.refresh_token, '$argon2id$']) {
+      assert.ok(!everything.includes(secret), 'no secret in the audit rows or the log');
+    }
+  } finally {
+    await t.close();
+  }
+});
