@@ -85,10 +85,9 @@ export class KeyRing {
     const records = (await this.#store.listSigningKeys()).filter((k) => k.retiredAt === null);
     const previous = this.#snapshot?.verifiers;
     const verifiers = new Map<string, LoadedKey>();
-    const signers = new Map<string, LoadedKey>();
     const jwks: PublicJwk[] = [];
     const published: Snapshot['published'] = [];
-    let signer: LoadedKey | undefined = this.#external?.loaded;
+    let signerRecord: SigningKeyRecord | undefined;
     for (const [i, record] of records.entries()) {
       if (!isPublished(records, i, now, this.#options.refreshTtl)) continue;
       const alg = record.alg as SigningAlgorithm;
@@ -97,11 +96,16 @@ export class KeyRing {
       jwks.push(publicJwk(record.publicJwk, record.kid, alg));
       published.push({ kid: record.kid, alg, createdAt: record.createdAt.getTime() });
       // Oldest first: the last key of the algorithm that is active signs.
-      if (!this.#external && alg === this.#options.alg && record.activatesAt.getTime() <= now) {
-        const same = this.#snapshot?.signer.kid === record.kid ? this.#snapshot.signer : undefined;
-        signers.set(record.kid, same ?? { kid: record.kid, alg, key: await importPrivate(record, this.#options.keyEncryptionKey) });
-        signer = signers.get(record.kid);
-      }
+      if (alg === this.#options.alg && record.activatesAt.getTime() <= now) signerRecord = record;
+    }
+    // Only the signer's private key is imported, and only when the signer changed:
+    // this runs on every periodic reload.
+    let signer: LoadedKey | undefined = this.#external?.loaded;
+    if (!signer && signerRecord) {
+      signer =
+        this.#snapshot?.signer.kid === signerRecord.kid
+          ? this.#snapshot.signer
+          : { kid: signerRecord.kid, alg: signerRecord.alg as SigningAlgorithm, key: await importPrivate(signerRecord, this.#options.keyEncryptionKey) };
     }
     const external = this.#external;
     if (external && !verifiers.has(external.loaded.kid)) {
