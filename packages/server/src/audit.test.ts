@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { captureLogs } from '../../../test/support/log_capture.js';
 import { signUp, startTestServer } from '../../../test/support/test_server.js';
 import { runAdminOperation } from './operations.js';
 
@@ -22,14 +22,8 @@ const EVENTS = [
 ] as const;
 
 test('every audit event of the contract is written, as a row and a JSON log line, with its fields and no secret', async () => {
-  let logged = '';
-  const logStream = new Writable({
-    write(chunk, _encoding, done) {
-      logged += chunk.toString();
-      done();
-    },
-  });
-  const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=2/1m', log: 'info', logStream });
+  const logs = captureLogs();
+  const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=2/1m', log: 'info', logStream: logs.stream });
   try {
     const ctx = t.server.context;
     const host = { store: ctx.store, keys: ctx.keys, now: ctx.now };
@@ -66,6 +60,7 @@ test('every audit event of the contract is written, as a row and a JSON log line
     for (const reason of ['token_reused', 'password_changed', 'user_disabled']) assert.ok(reasons.has(reason), `session.revoked because ${reason}`);
     assert.equal(rows.filter((r) => r.event === 'user.removed').length, 1, 'once');
 
+    const logged = logs.text();
     for (const event of EVENTS) assert.ok(logged.includes(`"event":"${event}"`), `log line for ${event}`);
     const everything = logged + JSON.stringify(rows);
     for (const secret of [password, 'wrong password!!', 'the next password', pair.refresh_token, pair.access_token, refreshed.body.refresh_token, '$argon2id$']) {

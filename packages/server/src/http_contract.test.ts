@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { errorCodes } from '@tessera/protocol';
 import { decodeJwt } from 'jose';
+import { captureLogs } from '../../../test/support/log_capture.js';
 import { signUp, startTestServer, type TestServer, uniqueName } from '../../../test/support/test_server.js';
 
 describe('bad input gets a clear error and changes nothing', () => {
@@ -267,14 +267,8 @@ describe('rate limits on login and register', () => {
 
 describe('logs never hold a token, a password or a hash', () => {
   test('a full lifecycle with logging on', async () => {
-    let output = '';
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        output += chunk.toString();
-        done();
-      },
-    });
-    const t = await startTestServer({ log: 'trace', logStream: sink });
+    const logs = captureLogs();
+    const t = await startTestServer({ log: 'trace', logStream: logs.stream });
     try {
       const { username, password, pair } = await signUp(t);
       await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
@@ -283,6 +277,7 @@ describe('logs never hold a token, a password or a hash', () => {
       await t.call('GET', '/auth/me', { token: `${pair.access_token}x` });
       await t.call('POST', '/auth/password', { token: refreshed.body.access_token, body: { current_password: password, new_password: 'next password 123' } });
       await t.call('POST', '/auth/logout', { token: refreshed.body.access_token });
+      const output = logs.text();
       assert.ok(output.includes('login.succeeded'), 'audit lines are logged');
       assert.ok(output.includes('"path":"/auth/refresh"'), 'requests are logged by path');
       for (const secret of [password, 'wrong password!!', 'next password 123', pair.access_token, pair.refresh_token, refreshed.body.refresh_token, '$argon2id$']) {
