@@ -2,14 +2,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { signUp, startTestServer } from '../../../test/support/test_server.js';
 
-/** Parses Prometheus text exposition strictly enough to catch a malformed line. */
+/**
+ * Parses Prometheus text exposition strictly enough to catch a malformed line.
+ * prom-client writes NaN as `Nan` (an event-loop-lag gauge before its first sample);
+ * Prometheus reads floats case-insensitively, so any case of NaN/Inf is valid.
+ */
 function parse(text: string): Map<string, number> {
   const samples = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|NaN|[+-]Inf)$/.exec(line);
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|nan|[+-]inf)$/i.exec(line);
     assert.ok(match, `not Prometheus text: ${line}`);
-    samples.set(match[1]!, Number(match[2]));
+    const value = match[2]!.toLowerCase();
+    samples.set(match[1]!, value === 'nan' ? Number.NaN : value.endsWith('inf') ? (value.startsWith('-') ? -Infinity : Infinity) : Number(value));
   }
   return samples;
 }
