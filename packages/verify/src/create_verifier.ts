@@ -1,8 +1,12 @@
-import { ACCESS_TOKEN_TYPE, type AccessTokenClaims, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
-import { errors, jwtVerify } from 'jose';
+import { type AccessTokenClaims, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
+import { engine as runtimeEngine } from '#key-verifier';
+import { decodeProtectedHeader } from 'jose';
+import { checkAccessClaims } from './access_claims.js';
 import { VERIFY_DEFAULTS } from './defaults.js';
 import { JwksCache } from './jwks_cache.js';
+import type { KeyVerifier, KeyVerifierEngine } from './key_verifier.js';
 import { RevocationFeed } from './revocation_feed.js';
+import { VerifiedTokenCache } from './verified_token_cache.js';
 
 export interface VerifierOptions {
   /** The auth server's issuer (`iss` of its tokens), e.g. `https://auth.example.com`. */
@@ -27,6 +31,15 @@ export interface VerifierOptions {
    * session's access tokens stay valid until they expire (`--access-ttl`).
    */
   revocation?: RevocationOptions | boolean;
+  /**
+   * Remember verified tokens by their exact text, so a token presented again skips
+   * the signature check (about 10x faster on RS256; see bench/README.md). `true`
+   * keeps up to 10,000; a number sets the bound. Off by default. An entry never
+   * outlives the token's `exp`, the revocation check still runs on every hit, and
+   * the cache is cleared when a key leaves the JWKS. Claims from the cache are
+   * frozen objects shared by the requests that present the same token.
+   */
+  cache?: boolean | number;
   /** Time in ms since the epoch. Default `Date.now`; tests inject a clock. */
   clock?: () => number;
 }
@@ -46,12 +59,17 @@ export interface RevocationOptions {
 
 /** A verifier: one per auth server, created at start-up and shared by every request. */
 export interface Verifier {
+  /** Which engine checks signatures: `fast-jwt` (node:crypto) on Node, `jose` (WebCrypto) elsewhere. */
+  readonly engine: 'jose' | 'fast-jwt';
   /**
    * Verifies an access token. Resolves to its claims; rejects with a `TesseraError`
    * whose `code` is `invalid_token`, `token_expired` or `token_revoked`.
    */
   verify(token: string): Promise<AccessTokenClaims>;
-  /** Fetches the JWKS (and waits for the revocation feed, when on), e.g. at start-up. */
+  /**
+   * Fetches the JWKS and, when on, waits for the revocation feed, e.g. at start-up.
+   * Rejects when either does not answer within `jwksTimeout` (the feed keeps trying).
+   */
   prefetch(): Promise<void>;
   /** Stops following the revocation feed. */
   close(): void;
@@ -72,15 +90,24 @@ export interface Verifier {
  * @throws TypeError for options that cannot be right (a caller's bug, at construction)
  */
 export function createVerifier(options: VerifierOptions): Verifier {
+  return createVerifierWith(runtimeEngine, options);
+}
+
+/** `createVerifier` with a chosen engine: how the tests run both engines on Node. */
+export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierOptions): Verifier {
   const config = validate(options);
   const now = options.clock ?? Date.now;
+  const cache = config.cache > 0 ? new VerifiedTokenCache(config.cache) : undefined;
   const jwks = new JwksCache({
     jwksUri: config.jwksUri,
     algorithms: config.algorithms,
+    engine,
+    policy: { issuer: config.issuer, audience: config.audience, clockTolerance: config.clockTolerance },
     fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
     now,
     cooldownMs: config.jwksCooldown * 1000,
     timeoutMs: config.jwksTimeout,
+    onKeysChanged: () => cache?.clear(),
   });
 
   const feedOptions = options.revocation === true ? {} : options.revocation || undefined;
@@ -95,51 +122,107 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const failClosed = feedOptions?.whenStale !== 'accept';
   feed?.start();
 
+  // Every token of one key shares its header segment, so its decoded kid and alg
+  // are remembered by the segment's exact text (a handful of entries).
+  const headers = new Map<string, { kid: string; alg: string }>();
+  function headerOf(token: string): { kid: string; alg: string } {
+    const segment = token.slice(0, token.indexOf('.'));
+    let header = headers.get(segment);
+    if (header === undefined) {
+      let decoded: ReturnType<typeof decodeProtectedHeader>;
+      try {
+        decoded = decodeProtectedHeader(token);
+      } catch (error) {
+        throw new TesseraError('invalid_token', undefined, { cause: error });
+      }
+      if (typeof decoded.kid !== 'string' || typeof decoded.alg !== 'string') throw new TesseraError('invalid_token');
+      header = { kid: decoded.kid, alg: decoded.alg };
+      if (headers.size >= 64) headers.clear();
+      headers.set(segment, header);
+    }
+    return header;
+  }
+
+  function fail(error: unknown): never {
+    if (error instanceof TesseraError) throw error;
+    if (engine.isExpired(error)) throw new TesseraError('token_expired', undefined, { cause: error });
+    throw new TesseraError('invalid_token', undefined, { cause: error });
+  }
+
+  /** The revocation check, on every token, cached or not. */
+  function admit(claims: AccessTokenClaims): AccessTokenClaims {
+    if (feed) {
+      if (feed.isRevoked(claims.sid)) throw new TesseraError('token_revoked');
+      if (failClosed && feed.isStale()) {
+        throw new TesseraError('token_revoked', 'Revocations cannot be checked right now (the revocation feed is down).');
+      }
+    }
+    return claims;
+  }
+
+  function accept(token: string, payload: Record<string, unknown>, nowMs: number): AccessTokenClaims {
+    const claims = checkAccessClaims(payload, nowMs, config.clockTolerance);
+    return admit(cache ? cache.set(token, claims, nowMs) : claims);
+  }
+
+  async function verifyWithFetchedKey(token: string, kid: string, alg: string, nowMs: number): Promise<AccessTokenClaims> {
+    const key = await jwks.get(kid, alg);
+    if (!key) throw new TesseraError('invalid_token', 'The token was signed by an unknown key.');
+    let payload: Record<string, unknown>;
+    try {
+      payload = await key.verify(token, nowMs);
+    } catch (error) {
+      fail(error);
+    }
+    return accept(token, payload, nowMs);
+  }
+
+  // Not an async function: with a known key on the Node engine, the whole check
+  // runs synchronously and only the result is wrapped in a promise.
+  function verify(token: string): Promise<AccessTokenClaims> {
+    try {
+      if (typeof token !== 'string' || token.length === 0 || token.length > VERIFY_DEFAULTS.maxTokenLength) {
+        throw new TesseraError('invalid_token');
+      }
+      const nowMs = now();
+      const hit = cache?.get(token, nowMs);
+      if (hit !== undefined) {
+        jwks.revalidate(); // so that a retired key is noticed (and the cache cleared) even when every token is a hit
+        return Promise.resolve(admit(hit));
+      }
+      const { kid, alg } = headerOf(token);
+      const key: KeyVerifier | undefined = jwks.peek(kid, alg);
+      if (key === undefined) return verifyWithFetchedKey(token, kid, alg, nowMs);
+      let result: ReturnType<KeyVerifier['verify']>;
+      try {
+        result = key.verify(token, nowMs);
+      } catch (error) {
+        fail(error);
+      }
+      if (result instanceof Promise) return result.then((payload) => accept(token, payload, nowMs), fail);
+      return Promise.resolve(accept(token, result, nowMs));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   return Object.freeze({
+    engine: engine.name,
     async prefetch() {
-      await Promise.all([jwks.refresh(), feed?.ready()]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const feedTimeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the revocation feed did not answer within ${config.jwksTimeout} ms`)), config.jwksTimeout);
+      });
+      try {
+        await Promise.all([jwks.refresh(), feed && Promise.race([feed.ready(), feedTimeout])]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     close() {
       feed?.close();
     },
-    async verify(token: string): Promise<AccessTokenClaims> {
-      if (typeof token !== 'string' || token.length === 0 || token.length > VERIFY_DEFAULTS.maxTokenLength) {
-        throw new TesseraError('invalid_token');
-      }
-      try {
-        const { payload } = await jwtVerify(
-          token,
-          async (header) => {
-            const key = await jwks.get(header.kid, header.alg);
-            if (!key) throw new TesseraError('invalid_token', 'The token was signed by an unknown key.');
-            return key;
-          },
-          {
-            algorithms: config.algorithms,
-            issuer: config.issuer,
-            audience: config.audience,
-            typ: ACCESS_TOKEN_TYPE,
-            clockTolerance: config.clockTolerance,
-            currentDate: new Date(now()),
-            requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
-          },
-        );
-        if (typeof payload.sid !== 'string' || typeof payload.username !== 'string' || !Array.isArray(payload.roles)) {
-          throw new TesseraError('invalid_token');
-        }
-        if (feed) {
-          if (feed.isRevoked(payload.sid)) throw new TesseraError('token_revoked');
-          if (failClosed && feed.isStale()) {
-            throw new TesseraError('token_revoked', 'Revocations cannot be checked right now (the revocation feed is down).');
-          }
-        }
-        return payload as unknown as AccessTokenClaims;
-      } catch (error) {
-        if (error instanceof TesseraError) throw error;
-        if (error instanceof errors.JWTExpired) throw new TesseraError('token_expired', undefined, { cause: error });
-        throw new TesseraError('invalid_token', undefined, { cause: error });
-      }
-    },
+    verify,
   });
 }
 
@@ -170,7 +253,10 @@ function validate(options: VerifierOptions) {
   if (!Number.isFinite(jwksCooldown) || jwksCooldown < 0) throw new TypeError('createVerifier: jwksCooldown must be >= 0 seconds');
   const jwksTimeout = options.jwksTimeout ?? VERIFY_DEFAULTS.jwksTimeoutMs;
   if (!Number.isFinite(jwksTimeout) || jwksTimeout <= 0) throw new TypeError('createVerifier: jwksTimeout must be > 0 ms');
+  const cache = options.cache === true ? VERIFY_DEFAULTS.cacheSize : options.cache === false || options.cache === undefined ? 0 : options.cache;
+  if (!Number.isSafeInteger(cache) || cache < 0) throw new TypeError('createVerifier: cache must be a boolean or a non-negative integer');
   return Object.freeze({
+    cache,
     issuer: options.issuer,
     audience: options.audience,
     jwksUri: jwksUrl.toString(),

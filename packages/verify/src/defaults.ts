@@ -15,6 +15,8 @@ export const VERIFY_DEFAULTS = {
   jwksCooldownSeconds: 30,
   /** A JWKS fetch that takes longer is abandoned (known keys keep serving). */
   jwksTimeoutMs: 5_000,
+  /** Entries of the verified-token cache with `cache: true`. */
+  cacheSize: 10_000,
   /** Tokens longer than this are refused before any parsing. */
   maxTokenLength: 16_384,
 } as const;

@@ -1,19 +1,24 @@
 import type { SigningAlgorithm } from '@tessera/protocol';
-import { type CryptoKey, importJWK, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import { VERIFY_DEFAULTS } from './defaults.js';
+import type { KeyVerifier, KeyVerifierEngine, VerifyPolicy } from './key_verifier.js';
 
 export interface JwksCacheOptions {
   jwksUri: string;
   algorithms: readonly SigningAlgorithm[];
+  engine: KeyVerifierEngine;
+  policy: VerifyPolicy;
   fetch: typeof globalThis.fetch;
   now: () => number;
   cooldownMs: number;
   timeoutMs: number;
+  /** Called after a refetch removed or replaced a key (not when one is only added). */
+  onKeysChanged?: () => void;
 }
 
 interface Entry {
   alg: SigningAlgorithm;
-  key: CryptoKey;
+  key: KeyVerifier;
   /** The JWK as published, to reuse the imported key when a refetch returns it unchanged. */
   source: string;
 }
@@ -40,8 +45,24 @@ export class JwksCache {
     this.#options = options;
   }
 
-  /** The key with this `kid` for this `alg`, or `undefined` when there is none. */
-  async get(kid: string | undefined, alg: string | undefined): Promise<CryptoKey | undefined> {
+  /**
+   * The key with this `kid` for this `alg` if it is known now, without waiting:
+   * the hot path. Starts a background refetch when the set's max-age has passed.
+   */
+  peek(kid: string, alg: string): KeyVerifier | undefined {
+    const entry = this.#keys.get(kid);
+    if (entry === undefined || entry.alg !== alg) return undefined;
+    this.revalidate();
+    return entry.key;
+  }
+
+  /** Starts a background refetch when the set's max-age has passed (stale-while-revalidate). */
+  revalidate(): void {
+    if (this.#options.now() >= this.#expiresAt && !this.#inflight && this.#keys.size > 0) void this.refresh().catch(() => {});
+  }
+
+  /** The key with this `kid` for this `alg`, or `undefined` when there is none (fetching if allowed). */
+  async get(kid: string | undefined, alg: string | undefined): Promise<KeyVerifier | undefined> {
     if (kid === undefined || alg === undefined) return undefined;
     if (this.#keys.size === 0) {
       await this.#fetchIfAllowed();
@@ -99,12 +120,14 @@ export class JwksCache {
         continue;
       }
       try {
-        next.set(jwk.kid, { alg, key: (await importJWK(jwk, alg)) as CryptoKey, source });
+        next.set(jwk.kid, { alg, key: await this.#options.engine.prepare(jwk, alg, this.#options.policy), source });
       } catch {
         // A key we cannot import is skipped; the others still serve.
       }
     }
+    const previous = this.#keys;
     this.#keys = next;
+    if ([...previous].some(([kid, entry]) => next.get(kid) !== entry)) this.#options.onKeysChanged?.();
     this.#expiresAt = this.#options.now() + maxAgeMs(response.headers.get('cache-control'));
   }
 }

@@ -5,7 +5,9 @@ import { TesseraError } from '@tessera/protocol';
 import { generateKeyPair, SignJWT } from 'jose';
 import { type BadToken, badTokens, startTripwire, type Tripwire } from '../../../test/support/bad_tokens.js';
 import { signUp, startTestServer, type TestServer } from '../../../test/support/test_server.js';
-import { createVerifier } from './create_verifier.js';
+import { createVerifier, createVerifierWith } from './create_verifier.js';
+import { joseEngine } from './jose_key_verifier.js';
+import { nodeEngine } from './node_key_verifier.js';
 
 /** Serves the auth server's JWKS, counting fetches; can be taken "down". */
 async function startJwksProxy(source: string) {
@@ -29,7 +31,7 @@ async function startJwksProxy(source: string) {
   };
 }
 
-describe('createVerifier', () => {
+for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engine.name} engine`, () => {
   let t: TestServer;
   let pair: { access_token: string; refresh_token: string; session_id: string };
   let tripwire: Tripwire;
@@ -48,7 +50,7 @@ describe('createVerifier', () => {
   });
 
   const verifierFor = (jwksUri: string, extra: Partial<Parameters<typeof createVerifier>[0]> = {}) =>
-    createVerifier({ issuer, audience: 'tessera-api', jwksUri, clock: t.clock.now, ...extra });
+    createVerifierWith(engine, { issuer, audience: 'tessera-api', jwksUri, clock: t.clock.now, ...extra });
 
   test('a genuine access token verifies to its claims', async () => {
     const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
@@ -58,13 +60,19 @@ describe('createVerifier', () => {
     assert.deepEqual(claims.roles, []);
   });
 
-  test('every bad token of the table is refused with its code, and the tripwire is never contacted', async () => {
-    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
-    for (const bad of table) {
-      await assert.rejects(verifier.verify(bad.token), (e: unknown) => e instanceof TesseraError && e.code === bad.code, bad.name);
-    }
-    assert.equal(tripwire.hits, 0);
-  });
+  for (const cache of [false, true]) {
+    test(`every bad token of the table is refused with its code${cache ? ', twice, with the cache on' : ''}, and the tripwire is never contacted`, async () => {
+      const verifier = verifierFor(`${t.url}/.well-known/jwks.json`, { cache });
+      assert.equal(verifier.engine, engine.name);
+      await verifier.verify(pair.access_token);
+      for (let round = 0; round < (cache ? 2 : 1); round++) {
+        for (const bad of table) {
+          await assert.rejects(verifier.verify(bad.token), (e: unknown) => e instanceof TesseraError && e.code === bad.code, bad.name);
+        }
+      }
+      assert.equal(tripwire.hits, 0);
+    });
+  }
 
   test('expiry follows the clock, with the 5 s tolerance', async () => {
     const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
@@ -196,6 +204,101 @@ describe('createVerifier', () => {
   });
 });
 
+describe('the verified-token cache (opt-in)', () => {
+  let t: TestServer;
+  const issuer = 'http://localhost:4000';
+  before(async () => {
+    t = await startTestServer({ issuer, feedHeartbeat: 1 });
+  });
+  after(() => t.close());
+  const jwksUri = () => `${t.url}/.well-known/jwks.json`;
+
+  test('a hit is the same frozen claims object; an entry never outlives exp, not even by the tolerance', async () => {
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: jwksUri(), clock: t.clock.now, cache: true });
+    const { pair } = await signUp(t);
+    const first = await verifier.verify(pair.access_token);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.roles));
+    assert.equal(await verifier.verify(pair.access_token), first, 'served from the cache');
+    t.clock.advance(first.exp - Math.floor(t.clock.now() / 1000) - 1);
+    assert.equal(await verifier.verify(pair.access_token), first, 'one second before exp: still a hit');
+    t.clock.advance(2);
+    const late = await verifier.verify(pair.access_token);
+    assert.notEqual(late, first, 'past exp the entry is gone; within the 5 s tolerance the token is checked again');
+    assert.equal(late.jti, first.jti);
+    t.clock.advance(5);
+    await assert.rejects(verifier.verify(pair.access_token), (e: TesseraError) => e.code === 'token_expired');
+  });
+
+  test('the cache is bounded: beyond its size the oldest entry makes room', async () => {
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: jwksUri(), clock: t.clock.now, cache: 2 });
+    const tokens = [(await signUp(t)).pair, (await signUp(t)).pair, (await signUp(t)).pair].map((p) => p.access_token);
+    const a = await verifier.verify(tokens[0]!);
+    await verifier.verify(tokens[1]!);
+    assert.equal(await verifier.verify(tokens[0]!), a);
+    await verifier.verify(tokens[2]!);
+    assert.notEqual(await verifier.verify(tokens[0]!), a, 'the oldest entry was evicted');
+    assert.throws(() => createVerifier({ issuer, audience: 'a', jwksUri: jwksUri(), cache: -1 }), TypeError);
+    assert.throws(() => createVerifier({ issuer, audience: 'a', jwksUri: jwksUri(), cache: 1.5 }), TypeError);
+  });
+
+  test('a cached token of a revoked session is refused: the revocation check runs on every hit', async () => {
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: jwksUri(), clock: t.clock.now, cache: true, revocation: { url: `${t.url}/auth/revocations` } });
+    try {
+      await verifier.prefetch();
+      const { pair } = await signUp(t);
+      await verifier.verify(pair.access_token);
+      await verifier.verify(pair.access_token);
+      await t.call('POST', '/auth/logout', { token: pair.access_token });
+      const started = Date.now();
+      let code: string | undefined;
+      while (!code && Date.now() - started < 1000) {
+        code = await verifier.verify(pair.access_token).then(() => undefined, (e: TesseraError) => e.code);
+        if (!code) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.equal(code, 'token_revoked');
+    } finally {
+      verifier.close();
+    }
+  });
+
+  test('a key leaving the JWKS clears the cache: its tokens are refused at the next refetch', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const { exportJWK } = await import('jose');
+    const extra = { ...(await exportJWK(publicKey)), kid: 'leaving-key', alg: 'ES256', use: 'sig' };
+    let published = true;
+    const server = createServer(async (_req, res) => {
+      const upstream = (await (await fetch(jwksUri())).json()) as { keys: unknown[] };
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=30' });
+      res.end(JSON.stringify({ keys: published ? [...upstream.keys, extra] : upstream.keys }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `http://127.0.0.1:${port}/jwks.json`, clock: t.clock.now, cache: true, jwksCooldown: 0 });
+      const now = Math.floor(t.clock.now() / 1000);
+      const token = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'n', roles: [] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'leaving-key', typ: 'at+jwt' })
+        .setIssuer(issuer)
+        .setAudience('tessera-api')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 600)
+        .sign(privateKey);
+      const { pair } = await signUp(t);
+      await verifier.verify(token);
+      await verifier.verify(pair.access_token);
+      published = false; // e.g. `tessera keys retire leaving-key`
+      t.clock.advance(31);
+      await verifier.verify(token); // stale-while-revalidate: this one starts the refetch
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await assert.rejects(verifier.verify(token), (e: TesseraError) => e.code === 'invalid_token');
+      await verifier.verify(pair.access_token);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
 describe('revocation through the feed', () => {
   let t: TestServer;
   const issuer = 'http://localhost:4000';
@@ -245,6 +348,15 @@ describe('revocation through the feed', () => {
     }
   });
 
+  test('prefetch rejects when the feed does not answer within jwksTimeout', async () => {
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: 'http://127.0.0.1:9/auth/revocations' }, jwksTimeout: 300 });
+    try {
+      await assert.rejects(verifier.prefetch(), /revocation feed did not answer/);
+    } finally {
+      verifier.close();
+    }
+  });
+
   test('a dead feed fails closed by default after maxStaleness, or serves until exp with whenStale: accept', async () => {
     const { pair } = await signUp(t);
     const dead = 'http://127.0.0.1:9/auth/revocations';
@@ -260,4 +372,23 @@ describe('revocation through the feed', () => {
       open.close();
     }
   });
+});
+
+test('on Node the package picks the fast-jwt engine; a bundle for other runtimes gets jose only', async () => {
+  const verifier = createVerifier({ issuer: 'http://localhost:4000', audience: 'a', jwksUri: 'http://127.0.0.1:9/jwks.json' });
+  assert.equal(verifier.engine, 'fast-jwt');
+  const { build } = await import('esbuild');
+  const { fileURLToPath } = await import('node:url');
+  const bundle = await build({
+    entryPoints: [fileURLToPath(new URL('../dist/index.js', import.meta.url))],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    conditions: ['worker', 'browser'],
+    logLevel: 'silent',
+  });
+  const code = bundle.outputFiles[0]!.text;
+  assert.doesNotMatch(code, /fast-jwt|node:crypto|createPublicKey/);
+  assert.match(code, /jwtVerify/);
 });

@@ -1,0 +1,22 @@
+import { type AccessTokenClaims, TesseraError } from '@tessera/protocol';
+
+const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
+
+/**
+ * The checks every engine shares, after the signature, `typ`, `iss` and `aud`
+ * have passed: times against the verifier's clock (with `tolerance` seconds of
+ * leeway, as jose counts it) and the shape of Tessera's own claims. Sharing them
+ * is what makes the jose and fast-jwt engines refuse exactly the same tokens.
+ */
+export function checkAccessClaims(payload: Record<string, unknown>, nowMs: number, tolerance: number): AccessTokenClaims {
+  const now = Math.floor(nowMs / 1000);
+  const { exp, nbf, iat, sub, jti, sid, username, roles } = payload;
+  if (!isNumber(exp) || !isNumber(iat)) throw new TesseraError('invalid_token');
+  if (nbf !== undefined && (!isNumber(nbf) || nbf > now + tolerance)) throw new TesseraError('invalid_token');
+  if (exp <= now - tolerance) throw new TesseraError('token_expired');
+  if (typeof sub !== 'string' || typeof jti !== 'string' || typeof sid !== 'string' || typeof username !== 'string') {
+    throw new TesseraError('invalid_token');
+  }
+  if (!Array.isArray(roles) || !roles.every((role) => typeof role === 'string')) throw new TesseraError('invalid_token');
+  return payload as unknown as AccessTokenClaims;
+}
