@@ -43,9 +43,11 @@ export async function freePort(): Promise<number> {
 
 /**
  * Starts PostgreSQL with `initdb` + `pg_ctl` on a free loopback port. PostgreSQL
- * refuses to run as root, so as root it runs as the `postgres` user.
+ * refuses to run as root, so as root it runs as the `postgres` user. Tests run it
+ * without fsync (faster, nothing to keep); `durable` keeps PostgreSQL's defaults, for
+ * benchmarks whose figures must include the commit's flush.
  */
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresServer> {
   const bin = postgresBinDir();
   if (!bin) throw new Error('PostgreSQL binaries (initdb, pg_ctl) not found: install the postgresql package');
   const dir = mkdtempSync(join(tmpdir(), 'tessera-pg-'));
@@ -68,7 +70,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       '-D', data,
       '-l', join(dir, 'log'),
       '-w', '-t', '30',
-      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
+      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${options.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off'}`,
       'start',
     ]);
   start();
