@@ -617,7 +617,7 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
   // Give each floor session a refresh token whose hash we know.
   for (const slot of slots) {
     slot.hash = randomBytes(32).toString('base64url');
-    await fs.db.query('INSERT INTO refresh_tokens (jti_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)', [
+    await fs.db.query('UPDATE sessions SET refresh_hash = $1, refresh_issued_at = $3, refresh_expires_at = $4 WHERE id = $2', [
       slot.hash,
       slot.id,
       new Date(),
@@ -636,7 +636,7 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
     ['Store.findUserByUsername (login)', '1', () => store.findUserByUsername(fs.user.username)],
     [
       'Store.createSession (login)',
-      'BEGIN, SELECT … FOR UPDATE, 3 INSERT, COMMIT',
+      'BEGIN, SELECT … FOR UPDATE, 2 INSERT, COMMIT',
       () =>
         store.createSession({
           session: { id: randomUUID(), user: fs.user, client },
@@ -647,8 +647,9 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
     ],
     [
       'Store.rotateRefreshToken (refresh)',
-      // store.ts as of d0e289f; before it: BEGIN, 3 SELECT, INSERT, 2 UPDATE, INSERT audit, COMMIT
-      'BEGIN, SELECT … FOR UPDATE, SELECT session+token+child+user, WITH 2 UPDATE + INSERT, INSERT audit, COMMIT',
+      // migration 3: one statement. Before it: BEGIN, SELECT … FOR UPDATE, SELECT session+token+child+user,
+      // WITH 2 UPDATE + INSERT, INSERT audit, COMMIT; before d0e289f: BEGIN, 3 SELECT, INSERT, 2 UPDATE, INSERT audit, COMMIT
+      'WITH UPDATE sessions … WHERE refresh_hash = $2 + INSERT audit, SELECT (one statement)',
       async () => {
         const slot = slots[i++ % slots.length]!;
         const successor = randomBytes(32).toString('base64url');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { signUp, startTestServer, type TestServer, uniqueName } from '../../../test/support/test_server.js';
+import { refreshJtiHash } from './keys/tokens.js';
 
 const BEARER_INVALID = 'Bearer error="invalid_token"';
 
@@ -127,8 +128,9 @@ describe('token pair lifecycle over HTTP', () => {
     assert.deepEqual([...new Set(results.map((r) => r.status))], [200]);
     const jtis = new Set(results.map((r) => decodeJwt(r.body.refresh_token).jti));
     assert.equal(jtis.size, 1, 'one lineage');
-    const tokens = await t.server.context.store.listRefreshTokens(pair.session_id);
-    assert.equal(tokens.length, 2);
+    const state = await t.server.context.store.getRefreshState(pair.session_id);
+    assert.ok(state?.previousHash, 'rotated once: the first token is the previous link');
+    assert.equal(state?.currentHash, refreshJtiHash(decodeJwt(results[0]!.body.refresh_token).jti!));
   });
 
   test('an expired access token is token_expired; an expired refresh token is token_expired', async () => {

@@ -89,6 +89,27 @@ ALTER TABLE sessions ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) 
 CREATE INDEX audit_events_event_idx ON audit_events (event, id DESC);
 `,
   },
+  {
+    version: 3,
+    name: "a session row holds its refresh token's state; one UPDATE rotates it",
+    sql: `
+-- A session's refresh tokens are one chain, and only two links matter: the current
+-- one, and the one it replaced (a replay within the grace window). Anything older
+-- with a valid signature is reuse. Keeping both hashes on the session row makes a
+-- rotation one conditional UPDATE instead of an insert, an update and a lookup.
+ALTER TABLE sessions ADD COLUMN refresh_hash text;
+ALTER TABLE sessions ADD COLUMN refresh_issued_at timestamptz;
+ALTER TABLE sessions ADD COLUMN refresh_expires_at timestamptz;
+ALTER TABLE sessions ADD COLUMN previous_hash text;
+ALTER TABLE sessions ADD COLUMN rotated_at timestamptz;
+UPDATE sessions s
+   SET refresh_hash = t.jti_hash, refresh_issued_at = t.issued_at, refresh_expires_at = t.expires_at,
+       previous_hash = t.parent_hash, rotated_at = p.used_at
+  FROM refresh_tokens t LEFT JOIN refresh_tokens p ON p.jti_hash = t.parent_hash
+ WHERE t.session_id = s.id AND t.used_at IS NULL;
+DROP TABLE refresh_tokens;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

@@ -33,14 +33,17 @@ export type RevokeReason =
   | 'user_removed'
   | 'token_reused';
 
-/** A refresh token row: the token itself is never stored, only a hash of its `jti`. */
-export interface RefreshTokenRecord {
-  jtiHash: string;
+/**
+ * Where a session's chain of refresh tokens stands: the current token and the one
+ * it replaced. Tokens are never stored, only a SHA-256 of their `jti`.
+ */
+export interface RefreshState {
   sessionId: string;
-  parentHash: string | null;
-  issuedAt: Date;
-  expiresAt: Date;
-  usedAt: Date | null;
+  currentHash: string | null;
+  issuedAt: Date | null;
+  expiresAt: Date | null;
+  previousHash: string | null;
+  rotatedAt: Date | null;
 }
 
 export interface SigningKeyRecord {

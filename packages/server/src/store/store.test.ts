@@ -58,21 +58,24 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       assert.deepEqual(user.roles, ['reader']);
     });
 
-    test('a rotation stores the successor, marks the parent used and keeps hashes only', async () => {
+    test('a rotation makes the successor current, keeps the parent as the previous link, and stores hashes only', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user);
+      assert.deepEqual(await store.getRefreshState(id), { sessionId: id, currentHash: first.jtiHash, issuedAt: first.issuedAt, expiresAt: first.expiresAt, previousHash: null, rotatedAt: null });
       const next = token(60);
       const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client });
       assert.equal(outcome.kind, 'rotated');
-      const tokens = await store.listRefreshTokens(id);
-      assert.equal(tokens.length, 2);
-      assert.deepEqual(tokens[0]?.usedAt, at(60));
-      assert.equal(tokens[1]?.parentHash, first.jtiHash);
-      assert.equal(tokens[1]?.usedAt, null);
+      const state = await store.getRefreshState(id);
+      assert.equal(state?.currentHash, next.jtiHash);
+      assert.equal(state?.previousHash, first.jtiHash);
+      assert.deepEqual(state?.rotatedAt, at(60));
+      assert.ok(audited.some((e) => e.event === 'token.refreshed' && e.sessionId === id), 'the one-statement path writes its audit row too');
+      const { rows } = await store.db.query<{ n: string }>("SELECT count(*)::text AS n FROM audit_events WHERE session_id = $1 AND event = 'token.refreshed'", [id]);
+      assert.equal(rows[0]?.n, '1');
       const columns = await store.db.query<{ column_name: string }>(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'refresh_tokens'",
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'sessions'",
       );
-      assert.ok(!columns.rows.some((c) => c.column_name === 'token' || c.column_name === 'jti'), 'no raw token or jti column');
+      assert.ok(!columns.rows.some((c) => /^(token|jti|refresh_token)$/.test(c.column_name)), 'no raw token or jti column');
     });
 
     test('within the grace window the parent gets the same successor back; after it, reuse revokes the session', async () => {
@@ -83,7 +86,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const replay = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client });
       assert.equal(replay.kind, 'replayed');
       assert.equal(replay.kind === 'replayed' && replay.successor.jtiHash, next.jtiHash);
-      assert.equal((await store.listRefreshTokens(id)).length, 2, 'a replay stores nothing new');
+      assert.equal((await store.getRefreshState(id))?.currentHash, next.jtiHash, 'a replay changes nothing');
 
       const late = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client });
       assert.equal(late.kind, 'reused');
@@ -116,15 +119,19 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       assert.equal(outcomes.filter((o) => o.kind === 'replayed').length, 19);
       const successors = new Set(outcomes.map((o) => (o.kind === 'rotated' || o.kind === 'replayed' ? o.successor.jtiHash : o.kind)));
       assert.equal(successors.size, 1, 'one lineage');
-      assert.equal((await store.listRefreshTokens(id)).length, 2);
+      assert.equal((await store.getRefreshState(id))?.previousHash, first.jtiHash, 'rotated exactly once');
     });
 
-    test('unknown, expired and disabled-user tokens are refused; a disabled user loses the session', async () => {
+    test('unknown sessions, foreign links, expired and disabled-user tokens are refused; a disabled user loses the session', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user, token(0, 100));
-      assert.equal((await store.rotateRefreshToken({ sessionId: id, jtiHash: 'nope', successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
       assert.equal((await store.rotateRefreshToken({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
       assert.equal((await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client })).kind, 'expired');
+      // A signed token of this session that is neither its current one nor the one
+      // just replaced is an old link of the chain: reuse, and the session ends.
+      const live = await newSession(user);
+      assert.equal((await store.rotateRefreshToken({ sessionId: live.id, jtiHash: 'not-a-link', successor: token(1), now: at(1), graceMs: 10_000, client })).kind, 'reused');
+      assert.equal((await store.getSessionWithUser(live.id))?.session.revokedReason, 'token_reused');
 
       const other = await newUser();
       const s = await newSession(other);
@@ -221,4 +228,41 @@ describe('a login that raced a password change gets no session', () => {
       await store.close();
     }
   });
+});
+
+test('migration 3 moves each live chain onto its session row: the current token rotates, the one before replays, older ones are reuse', async () => {
+  const db = await openPgliteDatabase(undefined);
+  try {
+    // A database as version 2 left it, with a session rotated twice (a -> b -> c).
+    await db.exec('CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
+      await db.exec(m.sql);
+      await db.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+    }
+    const t0 = new Date(Date.UTC(2030, 0, 1));
+    const at = (s: number) => new Date(t0.getTime() + s * 1000);
+    const userId = randomUUID();
+    const sessionId = randomUUID();
+    await db.query(`INSERT INTO users (id, username, password_hash, created_at, updated_at) VALUES ($1, 'old', 'h', $2, $2)`, [userId, t0]);
+    await db.query(`INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at) VALUES ($1, $2, $3, $3, $4)`, [sessionId, userId, t0, at(86_400)]);
+    const insert = (hash: string, parent: string | null, issued: number, used: number | null) =>
+      db.query('INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6)', [
+        hash, sessionId, parent, at(issued), at(86_400), used === null ? null : at(used),
+      ]);
+    await insert('a', null, 0, 10);
+    await insert('b', 'a', 10, 20);
+    await insert('c', 'b', 20, null);
+
+    assert.deepEqual(await migrate(db), { applied: [3] });
+    const store = new Store(db);
+    assert.deepEqual(await store.getRefreshState(sessionId), { sessionId, currentHash: 'c', issuedAt: at(20), expiresAt: at(86_400), previousHash: 'b', rotatedAt: at(20) });
+    const client = { ip: null, userAgent: null };
+    const rotate = (hash: string, now: number) =>
+      store.rotateRefreshToken({ sessionId, jtiHash: hash, successor: { jtiHash: `${hash}+1`, issuedAt: at(now), expiresAt: at(now + 3600) }, now: at(now), graceMs: 10_000, client });
+    assert.equal((await rotate('b', 25)).kind, 'replayed', 'the token replaced 5 s before the upgrade still replays');
+    assert.equal((await rotate('c', 26)).kind, 'rotated');
+    assert.equal((await rotate('a', 27)).kind, 'reused', 'an old link is still reuse');
+  } finally {
+    await db.close();
+  }
 });

@@ -4,7 +4,7 @@ import type {
   AuditEntry,
   AuditRecord,
   ClientInfo,
-  RefreshTokenRecord,
+  RefreshState,
   RevokeReason,
   SessionRecord,
   SigningKeyRecord,
@@ -222,13 +222,9 @@ export class Store {
         for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'policy_single' });
       }
       await tx.query(
-        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
-         VALUES ($1, $2, $3, $3, $4, $5, $6)`,
-        [session.id, session.user.id, now, token.expiresAt, session.client.userAgent, session.client.ip],
-      );
-      await tx.query(
-        'INSERT INTO refresh_tokens (jti_hash, session_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)',
-        [token.jtiHash, session.id, token.issuedAt, token.expiresAt],
+        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at)
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $4)`,
+        [session.id, session.user.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt],
       );
       await log({ ...base, event: 'login.succeeded', outcome: 'success', sessionId: session.id });
       return { opened: true, revoked };
@@ -238,44 +234,62 @@ export class Store {
   /**
    * Rotates a refresh token, or recognises a replay or a theft.
    *
-   * Why a row lock and not compare-and-swap: all tokens of a session are one
-   * family, and every decision about the family (rotate, replay within grace,
-   * revoke on reuse) must see the family as it is after the previous decision
-   * committed. `SELECT … FOR UPDATE` on the session row queues concurrent
-   * refreshes of the same session one behind the other, so of 20 parallel
-   * refreshes of one token exactly one inserts the successor and the other 19
-   * read it back as a replay. A CAS on `used_at` alone would tell the losers
-   * that they lost, but not give them the winner's successor when its
-   * transaction had not committed yet: they would have to fail or retry. The
-   * lock is per session, so different users never wait for each other. On PGlite,
-   * transactions run one at a time, which gives the same order.
+   * The common case is one statement: an `UPDATE` of the session row that only
+   * matches while the presented token is the session's current one (and the session
+   * and its user are live), with the audit row inserted by the same statement. Two
+   * refreshes of one token race on that row: PostgreSQL makes the second wait for
+   * the first's row lock, then re-checks the condition against the committed row, so
+   * exactly one rotates.
+   *
+   * Everything else (the loser of such a race, a replay, a reuse, a revoked or
+   * disabled session) takes the careful path: `SELECT … FOR UPDATE` on the session,
+   * then a decision on the committed state. A replay of the token just replaced,
+   * within the grace window, gets the same successor back (its hash is the session's
+   * current one); any other token of the session with a valid signature is an old
+   * link of the chain, so it is reuse and ends the session. On PGlite, statements
+   * run one at a time, which gives the same order.
    */
   async rotateRefreshToken(input: RotateInput): Promise<RotationOutcome> {
+    const { now, successor, client } = input;
+    const { rows } = await this.db.query<SessionRow & { u: UserRow | string }>(
+      `WITH s AS (
+         UPDATE sessions
+            SET previous_hash = refresh_hash, rotated_at = $3, last_used_at = $3,
+                refresh_hash = $4, refresh_issued_at = $5, refresh_expires_at = LEAST($6::timestamptz, expires_at)
+          WHERE id = $1 AND refresh_hash = $2 AND revoked_at IS NULL AND expires_at > $3 AND refresh_expires_at > $3
+            AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
+         RETURNING *),
+       audit AS (
+         INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+         SELECT $3, 'token.refreshed', s.user_id, u.username, s.id, $7, $8, 'success', NULL FROM s JOIN users u ON u.id = s.user_id)
+       SELECT s.*, row_to_json(u) AS u FROM s JOIN users u ON u.id = s.user_id`,
+      [input.sessionId, input.jtiHash, now, successor.jtiHash, successor.issuedAt, successor.expiresAt, client.ip, client.userAgent],
+    );
+    const row = rows[0];
+    if (row) {
+      const user = toUser(parseJsonUser(row.u));
+      this.#audit({ event: 'token.refreshed', outcome: 'success', userId: user.id, username: user.username, sessionId: row.id, ...clientAudit(client), at: now });
+      return { kind: 'rotated', user, session: toSession(row), successor: { ...successor, expiresAt: row.refresh_expires_at! } };
+    }
+    return this.#rotateCarefully(input);
+  }
+
+  async #rotateCarefully(input: RotateInput): Promise<RotationOutcome> {
     const { now } = input;
     return this.#write(now, async (tx, log) => {
-      // Lock first, then read: under READ COMMITTED the read after the lock sees what the
-      // previous holder committed. (A join with FOR UPDATE would re-check only the locked
-      // row after waiting, and could see the other tables as they were before.)
+      // Lock first, then read: under READ COMMITTED the read after the lock sees what
+      // the previous holder committed, the user's row included.
       const locked = await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [input.sessionId]);
       if (locked.rows.length === 0) return { kind: 'unknown' };
-      // One statement reads the whole decision: the session, the presented token, its
-      // child if it has one, and the user. The refresh is the hot path.
-      const { rows } = await tx.query<RotationRow>(
-        `SELECT s.*, t.used_at AS t_used_at, t.expires_at AS t_expires_at,
-                c.jti_hash AS c_jti_hash, c.used_at AS c_used_at, c.issued_at AS c_issued_at, c.expires_at AS c_expires_at,
-                row_to_json(u) AS u
-           FROM sessions s
-           JOIN refresh_tokens t ON t.jti_hash = $2 AND t.session_id = s.id
-           LEFT JOIN refresh_tokens c ON c.parent_hash = t.jti_hash
-           LEFT JOIN users u ON u.id = s.user_id
-          WHERE s.id = $1`,
-        [input.sessionId, input.jtiHash],
+      const { rows } = await tx.query<SessionRow & { u: UserRow | string | null }>(
+        'SELECT s.*, row_to_json(u) AS u FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1',
+        [input.sessionId],
       );
       const row = rows[0];
       if (!row) return { kind: 'unknown' };
       const session = toSession(row);
       if (session.revokedAt) return { kind: 'revoked' };
-      if (session.expiresAt <= now || row.t_expires_at <= now) return { kind: 'expired' };
+      if (session.expiresAt <= now) return { kind: 'expired' };
 
       const user = row.u ? toUser(parseJsonUser(row.u)) : null;
       const base = { userId: session.userId, username: user?.username ?? null, sessionId: session.id, ...clientAudit(input.client) };
@@ -286,34 +300,35 @@ export class Store {
         return { kind: 'revoked' };
       }
 
-      if (row.t_used_at === null) {
+      if (row.refresh_hash === input.jtiHash) {
+        if (row.refresh_expires_at !== null && row.refresh_expires_at <= now) return { kind: 'expired' };
         // A session has an absolute lifetime (--refresh-ttl from login): rotation
         // never extends it, so a stolen token kept alive by use still dies.
-        const successor = {
-          ...input.successor,
-          expiresAt: new Date(Math.min(input.successor.expiresAt.getTime(), session.expiresAt.getTime())),
-        };
+        const successor = { ...input.successor, expiresAt: new Date(Math.min(input.successor.expiresAt.getTime(), session.expiresAt.getTime())) };
         await tx.query(
-          `WITH used AS (UPDATE refresh_tokens SET used_at = $3 WHERE jti_hash = $1),
-                touched AS (UPDATE sessions SET last_used_at = $3 WHERE id = $4)
-           INSERT INTO refresh_tokens (jti_hash, session_id, parent_hash, issued_at, expires_at) VALUES ($2, $4, $1, $5, $6)`,
-          [input.jtiHash, successor.jtiHash, now, session.id, successor.issuedAt, successor.expiresAt],
+          `UPDATE sessions SET previous_hash = refresh_hash, rotated_at = $2, last_used_at = $2,
+                  refresh_hash = $3, refresh_issued_at = $4, refresh_expires_at = $5
+            WHERE id = $1`,
+          [session.id, now, successor.jtiHash, successor.issuedAt, successor.expiresAt],
         );
         await log({ ...base, event: 'token.refreshed', outcome: 'success' });
         return { kind: 'rotated', user, session: { ...session, lastUsedAt: now }, successor };
       }
 
-      // Used before. Within the grace window, and only while its child is still the
-      // session's current token, this is a second tab or a lost response: give
-      // the same successor back. Anything else is a stolen token in play.
-      const usedAt = row.t_used_at;
-      if (row.c_jti_hash !== null && row.c_used_at === null && now.getTime() - usedAt.getTime() <= input.graceMs) {
+      // The token just replaced, within the grace window: a second tab or a lost
+      // response. Give the same successor back. Anything else is a stolen token in play.
+      if (
+        row.previous_hash === input.jtiHash &&
+        row.rotated_at !== null &&
+        row.refresh_hash !== null &&
+        now.getTime() - row.rotated_at.getTime() <= input.graceMs
+      ) {
         await log({ ...base, event: 'token.refreshed', outcome: 'success', reason: 'grace_replay' });
         return {
           kind: 'replayed',
           user,
           session,
-          successor: { jtiHash: row.c_jti_hash, issuedAt: row.c_issued_at!, expiresAt: row.c_expires_at! },
+          successor: { jtiHash: row.refresh_hash, issuedAt: row.refresh_issued_at!, expiresAt: row.refresh_expires_at! },
         };
       }
       await revokeWhere(tx, 'id = $1', [session.id], now, 'token_reused');
@@ -388,13 +403,19 @@ export class Store {
     return rows.map((r) => ({ sessionId: r.id, revokedAt: r.revoked_at }));
   }
 
-  /** Refresh tokens of a session, oldest first (tests and operators). */
-  async listRefreshTokens(sessionId: string): Promise<RefreshTokenRecord[]> {
-    const { rows } = await this.db.query<TokenRow>(
-      'SELECT * FROM refresh_tokens WHERE session_id = $1 ORDER BY issued_at, jti_hash',
-      [sessionId],
-    );
-    return rows.map(toToken);
+  /** Where a session's refresh-token chain stands (tests and operators), or null. */
+  async getRefreshState(sessionId: string): Promise<RefreshState | null> {
+    const { rows } = await this.db.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [sessionId]);
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      sessionId: r.id,
+      currentHash: r.refresh_hash,
+      issuedAt: r.refresh_issued_at,
+      expiresAt: r.refresh_expires_at,
+      previousHash: r.previous_hash,
+      rotatedAt: r.rotated_at,
+    };
   }
 
   // ---- signing keys ----
@@ -558,23 +579,11 @@ interface SessionRow {
   revoked_reason: string | null;
   user_agent: string | null;
   ip: string | null;
-}
-interface RotationRow extends SessionRow {
-  t_used_at: Date | null;
-  t_expires_at: Date;
-  c_jti_hash: string | null;
-  c_used_at: Date | null;
-  c_issued_at: Date | null;
-  c_expires_at: Date | null;
-  u: UserRow | string | null;
-}
-interface TokenRow {
-  jti_hash: string;
-  session_id: string;
-  parent_hash: string | null;
-  issued_at: Date;
-  expires_at: Date;
-  used_at: Date | null;
+  refresh_hash: string | null;
+  refresh_issued_at: Date | null;
+  refresh_expires_at: Date | null;
+  previous_hash: string | null;
+  rotated_at: Date | null;
 }
 interface KeyRow {
   kid: string;
@@ -629,17 +638,6 @@ function toSession(r: SessionRow): SessionRecord {
     revokedReason: r.revoked_reason,
     userAgent: r.user_agent,
     ip: r.ip,
-  };
-}
-
-function toToken(r: TokenRow): RefreshTokenRecord {
-  return {
-    jtiHash: r.jti_hash,
-    sessionId: r.session_id,
-    parentHash: r.parent_hash,
-    issuedAt: r.issued_at,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at,
   };
 }
 
