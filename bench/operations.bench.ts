@@ -69,7 +69,7 @@ async function fanOut(subscribers: number) {
     waits.push((sid) => (seen.has(sid) ? Promise.resolve(seen.get(sid)!) : new Promise((r) => pending.set(sid, r))));
   }
   for (let round = 0; round < 20; round++) {
-    const pair = await (await post('/auth/login', { username: 'fan', password: 'long enough pw' })).json();
+    const pair = (await (await post('/auth/login', { username: 'fan', password: 'long enough pw' })).json()) as { access_token: string; session_id: string };
     const t0 = performance.now();
     await post('/auth/logout', undefined, pair.access_token);
     const arrivals = await Promise.all(waits.map((w) => w(pair.session_id)));
