@@ -32,6 +32,7 @@
  *   --mixed 30 (s)  --samples 20  --json FILE
  */
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -73,6 +74,43 @@ function percentile(sorted: number[], p: number): number {
 }
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 
+// ---------------------------------------------------------------- where the CPU goes
+
+/** CPU seconds so far of every process on the machine, by role: the instances, PostgreSQL, Redis, this load generator, the rest. */
+type CpuByRole = Record<'A' | 'B' | 'postgres' | 'redis' | 'load generator' | 'other', number>;
+const TICKS = 100; // USER_HZ on Linux
+const roles = { a: 0, b: 0 };
+function cpuByRole(): CpuByRole {
+  const out: CpuByRole = { A: 0, B: 0, postgres: 0, redis: 0, 'load generator': 0, other: 0 };
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / TICKS;
+    const pid = Number(name);
+    const role = pid === roles.a ? 'A' : pid === roles.b ? 'B' : pid === process.pid ? 'load generator' : comm.startsWith('postgres') ? 'postgres' : comm.startsWith('redis') ? 'redis' : 'other';
+    out[role] += seconds;
+  }
+  return out;
+}
+function coresBetween(before: CpuByRole, after: CpuByRole, seconds: number): CpuByRole {
+  const out = { ...after };
+  for (const key of Object.keys(out) as (keyof CpuByRole)[]) out[key] = Math.max(0, (after[key] - before[key]) / seconds);
+  return out;
+}
+const fmtCores = (c: CpuByRole) =>
+  (Object.entries(c) as [string, number][])
+    .filter(([, v]) => v >= 0.05)
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(', ');
+
 // ---------------------------------------------------------------- HTTP helpers
 
 interface Reply {
@@ -112,6 +150,8 @@ async function login(base: string, username: string): Promise<Session> {
 // ---------------------------------------------------------------- part 1: one instance against two
 
 interface LoadResult {
+  /** Cores each role kept busy during the pass (processes that exited in between are missed). */
+  cores: CpuByRole;
   instances: number;
   perSecond: number;
   ok: number;
@@ -131,6 +171,7 @@ async function load(
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
+  const cpu0 = cpuByRole();
   const t0 = performance.now();
   await Promise.all(
     bases.map((base) =>
@@ -161,8 +202,9 @@ async function load(
     ),
   );
   const elapsed = (performance.now() - t0) / 1000;
+  const cores = coresBetween(cpu0, cpuByRole(), elapsed);
   latencies.sort((a, b) => a - b);
-  return { instances: bases.length, perSecond: ok / elapsed, ok, failed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return { cores, instances: bases.length, perSecond: ok / elapsed, ok, failed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
 function loginLoad(bases: string[], users: string[], slots: { token: string }[]) {
@@ -483,6 +525,8 @@ async function main(): Promise<void> {
     instances.push(await serveProcess(flags, env));
     instances.push(await serveProcess(flags, env));
     const [a, b] = instances.map((i) => i.url) as [string, string];
+    roles.a = instances[0]!.child.pid!;
+    roles.b = instances[1]!.child.pid!;
     log(`instances: A ${a}, B ${b}`);
 
     const users = Array.from({ length: USERS }, (_, i) => `bench-${i}-${process.pid}`);
@@ -512,7 +556,7 @@ async function main(): Promise<void> {
           const bases = n === 1 ? [a] : [a, b];
           const result = op === 'login' ? await loginLoad(bases, users, slots) : await refreshLoad(bases, slots);
           (n === 1 ? entry.one : entry.two).push(result);
-          log(`${op}${pinned ? ' (pinned)' : ''} on ${n} instance(s): ${fmt(result.perSecond, 0)}/s, p99 ${fmt(result.p99)} ms, failed ${result.failed}`);
+          log(`${op}${pinned ? ' (pinned)' : ''} on ${n} instance(s): ${fmt(result.perSecond, 0)}/s, p99 ${fmt(result.p99)} ms, failed ${result.failed}; cores: ${fmtCores(result.cores)}`);
           await sleep(500);
         }
       }
@@ -571,6 +615,18 @@ function render(r: {
     lines.push(
       `| ${s.op} | ${s.pinned ? 'one core each (A: CPU 0, B: CPU 1)' : 'any core'} | ${fmt(one, 0)} (${s.one.map((x) => fmt(x.perSecond, 0)).join(', ')}) | ${fmt(Math.max(...s.one.map((x) => x.p99)))} | ${fmt(two, 0)} (${s.two.map((x) => fmt(x.perSecond, 0)).join(', ')}) | ${fmt(Math.max(...s.two.map((x) => x.p99)))} | **${fmt(two / one, 2)}** | ${[...s.one, ...s.two].reduce((n, x) => n + x.failed, 0)} |`,
     );
+  }
+  lines.push('');
+  lines.push('Where the two cores went (cores busy per role, mean of the two passes; the machine has 2):');
+  lines.push('');
+  lines.push('| op | instances on | instances | A | B | PostgreSQL | Redis | load generator | other | all |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const s of r.scale) {
+    for (const [n, runs] of [[1, s.one], [2, s.two]] as const) {
+      const avg = (key: keyof CpuByRole) => mean(runs.map((x) => x.cores[key]));
+      const all = (['A', 'B', 'postgres', 'redis', 'load generator', 'other'] as const).reduce((sum, key) => sum + avg(key), 0);
+      lines.push(`| ${s.op} | ${s.pinned ? 'one core each' : 'any core'} | ${n} | ${fmt(avg('A'), 2)} | ${fmt(avg('B'), 2)} | ${fmt(avg('postgres'), 2)} | ${fmt(avg('redis'), 2)} | ${fmt(avg('load generator'), 2)} | ${fmt(avg('other'), 2)} | ${fmt(all, 2)} |`);
+    }
   }
   lines.push('');
   lines.push('### Refresh storm (copies alternate between A and B)');
