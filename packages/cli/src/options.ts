@@ -26,6 +26,7 @@ export const SERVE_FLAGS = {
   'trust-proxy': { env: 'TESSERA_TRUST_PROXY', help: 'trust X-Forwarded-For: "true", or proxy addresses/CIDRs', default: '(off)' },
   'log-level': { env: 'TESSERA_LOG_LEVEL', help: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },
   'web-root': { env: 'TESSERA_WEB_ROOT', help: 'built web app to serve at / ("none" for no web app)', default: 'apps/web/dist when built' },
+  retention: { env: 'TESSERA_RETENTION', help: 'how long the audit log and ended sessions are kept ("forever": never pruned)', default: '90d' },
   'jwks-max-age': { env: 'TESSERA_JWKS_MAX_AGE', help: 'seconds verifiers may cache the JWKS; a rotated-in key signs after this', default: '300' },
   'key-encryption-key': { env: 'TESSERA_KEY_ENCRYPTION_KEY', help: '32 random bytes (base64) to encrypt private keys at rest', default: '(none: file mode 0600/0700)' },
 } as const satisfies Record<string, FlagSpec>;

@@ -25,7 +25,7 @@ export interface ServerOptions {
   databaseUrl?: string;
   /** Connections in the PostgreSQL pool. Default 10. */
   databasePoolSize?: number;
-  /** Accepted for the scale-out mode; not used by a single instance yet. */
+  /** `redis://…`: shared rate limits, revocations pushed to every instance, key-ring reloads. */
   redisUrl?: string;
   /** `iss` of every token. Default `http://localhost:<port>`. */
   issuer?: string;
@@ -60,6 +60,13 @@ export interface ServerOptions {
   keyEncryptionKey?: string;
   /** Seconds between key-ring reloads from the database (rotations by the CLI or other instances). Default 10. */
   keyReloadInterval?: number;
+  /**
+   * How long the audit log and ended sessions are kept: `90d` style, or `forever`.
+   * Older rows are deleted hourly. At least a day, and longer than `accessTtl` (the
+   * revocation feed lists a revoked session until its access tokens have expired).
+   * Default 90 days.
+   */
+  retention?: number | string;
   /** Seconds between heartbeat events on the revocation feed. Default 10. */
   feedHeartbeat?: number;
   /** Seconds between database polls for revocations made by other instances (the backstop when Redis is down). Default 1. */
@@ -99,6 +106,8 @@ export interface ServerConfig {
   jwksMaxAge: number;
   keyEncryptionKey: Uint8Array | undefined;
   keyReloadInterval: number;
+  /** Seconds; 0 = forever. */
+  retention: number;
   clock: Clock;
 }
 
@@ -116,6 +125,7 @@ export const DEFAULTS = {
   signup: 'open',
   rateLimit: 'ip=100/1m,user=10/15m',
   log: 'info',
+  retention: '90d',
 } as const;
 
 /**
@@ -131,6 +141,9 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
   }
   const accessTtl = duration('accessTtl', options.accessTtl ?? DEFAULTS.accessTtl, 1);
   const refreshTtl = duration('refreshTtl', options.refreshTtl ?? DEFAULTS.refreshTtl, 1);
+  const retentionOption = options.retention ?? DEFAULTS.retention;
+  const retention = retentionOption === 'forever' ? 0 : duration('retention', retentionOption, 86_400);
+  if (retention !== 0 && retention <= accessTtl) throw new TypeError('retention: must be longer than accessTtl');
   const reuseGrace = duration('reuseGrace', options.reuseGrace ?? DEFAULTS.reuseGrace, 0);
   if (refreshTtl <= accessTtl) throw new TypeError('refreshTtl: must be longer than accessTtl');
   if (reuseGrace > 300) throw new TypeError('reuseGrace: at most 5m (a longer window lets a thief replay)');
@@ -185,6 +198,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
     keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,
     keyReloadInterval: nonNegative('keyReloadInterval', options.keyReloadInterval ?? 10),
+    retention,
     clock: options.clock ?? systemClock,
   });
 }

@@ -4,6 +4,7 @@ import { MEMORY_DATA_DIR, type RateLimit, type ServerConfig, type ServerOptions,
 import type { AuthContext } from './flows/context.js';
 import { ADMIN_SOCKET, startAdminChannel } from './admin_channel.js';
 import { buildApp } from './http/build_app.js';
+import { type RetentionJob, startRetention } from './flows/retention.js';
 import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
@@ -24,6 +25,8 @@ export interface AuthServer {
   readonly app: FastifyInstance;
   readonly context: AuthContext;
   readonly config: Readonly<ServerConfig>;
+  /** Deletes now what `retention` has passed (the server also does it every hour). */
+  prune: RetentionJob['run'];
   /** Starts listening; resolves to the base URL (with the port chosen when `port` is 0). */
   listen(): Promise<string>;
   /** Stops accepting, drains in-flight requests, closes the database, releases the data directory. */
@@ -101,11 +104,13 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
           keyEncryptionKey: config.keyEncryptionKey,
         })
       : undefined;
+    const retention = startRetention({ store, log, now: config.clock, retentionSeconds: config.retention });
     let closed = false;
     return {
       app,
       context,
       config,
+      prune: retention.run,
       async listen() {
         await app.listen({ port: config.port, host: config.host });
         const address = app.server.address();
@@ -119,6 +124,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         closed = true;
         try {
           if (reloadTimer) clearInterval(reloadTimer);
+          retention.stop();
           await admin?.close();
           await redis?.close();
           await app.close();

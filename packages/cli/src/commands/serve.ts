@@ -32,6 +32,7 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     accessTtl: values['access-ttl'],
     refreshTtl: values['refresh-ttl'],
     reuseGrace: values['reuse-grace'],
+    retention: values.retention,
     sessionPolicy: oneOf('session-policy', ['multiple', 'single'] as const),
     signup: oneOf('signup', ['open', 'closed'] as const),
     privateKeyFile: values['private-key'],

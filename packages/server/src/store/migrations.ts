@@ -110,6 +110,16 @@ UPDATE sessions s
 DROP TABLE refresh_tokens;
 `,
   },
+  {
+    version: 4,
+    name: 'indexes for the retention job',
+    sql: `
+-- The retention job deletes sessions that ended (revoked or expired) long ago, and
+-- audit events by age: both scans start from the oldest rows.
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);
+CREATE INDEX audit_events_at_idx ON audit_events (at);
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

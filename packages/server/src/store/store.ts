@@ -403,6 +403,32 @@ export class Store {
     return rows.map((r) => ({ sessionId: r.id, revokedAt: r.revoked_at }));
   }
 
+  /**
+   * Deletes what the retention period has passed: audit events from before `before`,
+   * and sessions that ended (revoked, or expired) before it. In batches of `batch`
+   * rows, each its own statement, so a large backlog never holds locks for long.
+   * Idempotent: two instances pruning at once delete each row once.
+   */
+  async prune(before: Date, batch = 1000): Promise<{ auditEvents: number; sessions: number }> {
+    const drain = async (sql: string) => {
+      let total = 0;
+      for (let round = 0; round < 1000; round++) {
+        const { rowCount } = await this.db.query(sql, [before, batch]);
+        total += rowCount;
+        if (rowCount < batch) break;
+      }
+      return total;
+    };
+    const auditEvents = await drain(
+      'DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)',
+    );
+    const sessions = await drain(
+      `DELETE FROM sessions WHERE id IN (
+         SELECT id FROM sessions WHERE expires_at < $1 UNION SELECT id FROM sessions WHERE revoked_at < $1 LIMIT $2)`,
+    );
+    return { auditEvents, sessions };
+  }
+
   /** Where a session's refresh-token chain stands (tests and operators), or null. */
   async getRefreshState(sessionId: string): Promise<RefreshState | null> {
     const { rows } = await this.db.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [sessionId]);
