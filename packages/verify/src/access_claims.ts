@@ -10,7 +10,9 @@ const isNumber = (value: unknown): value is number => typeof value === 'number' 
  */
 export function checkAccessClaims(payload: Record<string, unknown>, nowMs: number, tolerance: number): AccessTokenClaims {
   const now = Math.floor(nowMs / 1000);
-  const { exp, nbf, iat, sub, jti, sid, username, roles } = payload;
+  const { exp, nbf, iat, sub, jti, sid, username, roles, aud } = payload;
+  // iss and aud were matched by the engine; both engines also insist on their shape.
+  if (!(typeof aud === 'string' || (Array.isArray(aud) && aud.every((a) => typeof a === 'string')))) throw new TesseraError('invalid_token');
   if (!isNumber(exp) || !isNumber(iat)) throw new TesseraError('invalid_token');
   if (nbf !== undefined && (!isNumber(nbf) || nbf > now + tolerance)) throw new TesseraError('invalid_token');
   if (exp <= now - tolerance) throw new TesseraError('token_expired');

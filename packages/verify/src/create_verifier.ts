@@ -98,6 +98,9 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   const config = validate(options);
   const now = options.clock ?? Date.now;
   const cache = config.cache > 0 ? new VerifiedTokenCache(config.cache) : undefined;
+  // Bumped whenever a key leaves or changes: a check that began under an older key set
+  // must not put its token in the cache (it was cleared after the check began).
+  let keyGeneration = 0;
   const jwks = new JwksCache({
     jwksUri: config.jwksUri,
     algorithms: config.algorithms,
@@ -107,7 +110,10 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     now,
     cooldownMs: config.jwksCooldown * 1000,
     timeoutMs: config.jwksTimeout,
-    onKeysChanged: () => cache?.clear(),
+    onKeysChanged: () => {
+      keyGeneration += 1;
+      cache?.clear();
+    },
   });
 
   const feedOptions = options.revocation === true ? {} : options.revocation || undefined;
@@ -136,6 +142,8 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
         throw new TesseraError('invalid_token', undefined, { cause: error });
       }
       if (typeof decoded.kid !== 'string' || typeof decoded.alg !== 'string') throw new TesseraError('invalid_token');
+      // No JWS extension is understood (not even b64, which jose accepts and fast-jwt does not).
+      if (decoded.crit !== undefined) throw new TesseraError('invalid_token');
       header = { kid: decoded.kid, alg: decoded.alg };
       if (headers.size >= 64) headers.clear();
       headers.set(segment, header);
@@ -160,12 +168,13 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     return claims;
   }
 
-  function accept(token: string, payload: Record<string, unknown>, nowMs: number): AccessTokenClaims {
+  function accept(token: string, payload: Record<string, unknown>, nowMs: number, generation: number): AccessTokenClaims {
     const claims = checkAccessClaims(payload, nowMs, config.clockTolerance);
-    return admit(cache ? cache.set(token, claims, nowMs) : claims);
+    return admit(cache && generation === keyGeneration ? cache.set(token, claims, nowMs) : claims);
   }
 
   async function verifyWithFetchedKey(token: string, kid: string, alg: string, nowMs: number): Promise<AccessTokenClaims> {
+    const generation = keyGeneration;
     const key = await jwks.get(kid, alg);
     if (!key) throw new TesseraError('invalid_token', 'The token was signed by an unknown key.');
     let payload: Record<string, unknown>;
@@ -174,7 +183,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     } catch (error) {
       fail(error);
     }
-    return accept(token, payload, nowMs);
+    return accept(token, payload, nowMs, generation);
   }
 
   // Not an async function: with a known key on the Node engine, the whole check
@@ -191,6 +200,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
         return Promise.resolve(admit(hit));
       }
       const { kid, alg } = headerOf(token);
+      const generation = keyGeneration;
       const key: KeyVerifier | undefined = jwks.peek(kid, alg);
       if (key === undefined) return verifyWithFetchedKey(token, kid, alg, nowMs);
       let result: ReturnType<KeyVerifier['verify']>;
@@ -199,8 +209,8 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
       } catch (error) {
         fail(error);
       }
-      if (result instanceof Promise) return result.then((payload) => accept(token, payload, nowMs), fail);
-      return Promise.resolve(accept(token, result, nowMs));
+      if (result instanceof Promise) return result.then((payload) => accept(token, payload, nowMs, generation), fail);
+      return Promise.resolve(accept(token, result, nowMs, generation));
     } catch (error) {
       return Promise.reject(error);
     }

@@ -74,6 +74,56 @@ for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engin
     });
   }
 
+  test('a crit header (even b64) and an aud with a non-string member are refused, as by the other engine', async () => {
+    const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
+    const signer = t.server.context.keys.signer;
+    const claims = (await verifier.verify(pair.access_token)) as unknown as Record<string, unknown>;
+    const signed = (payload: Record<string, unknown>, header: Record<string, unknown>) =>
+      new SignJWT(payload).setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: 'at+jwt', ...header }).sign(signer.key);
+    await assert.rejects(verifier.verify(await signed({ ...claims }, { crit: ['b64'], b64: true })), (e: TesseraError) => e.code === 'invalid_token');
+    await assert.rejects(verifier.verify(await signed({ ...claims, aud: ['tessera-api', 5] }, {})), (e: TesseraError) => e.code === 'invalid_token');
+    assert.equal((await verifier.verify(await signed({ ...claims, aud: ['other', 'tessera-api'] }, {}))).sid, claims.sid);
+  });
+
+  test('with the cache on, a token whose check straddles a key retirement is not cached', async () => {
+    const { exportJWK } = await import('jose');
+    const key = async (kid: string) => {
+      const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+      return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
+    };
+    const [k1, k2] = [await key('k1'), await key('k2')];
+    let nowMs = t.clock.now();
+    let jwks = { keys: [k1.jwk] };
+    let gate: Promise<void> = Promise.resolve();
+    const fetchJwks = (async () => {
+      await gate;
+      return new Response(JSON.stringify(jwks), { headers: { 'cache-control': 'max-age=60' } });
+    }) as typeof globalThis.fetch;
+    const verifier = createVerifierWith(engine, { issuer, audience: 'tessera-api', jwksUri: 'http://jwks.invalid/jwks.json', fetch: fetchJwks, clock: () => nowMs, cache: true });
+    await verifier.prefetch();
+    const now = Math.floor(nowMs / 1000);
+    const forged = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'mallory', roles: ['admin'] })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })
+      .setIssuer(issuer)
+      .setAudience('tessera-api')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 86_400 * 365)
+      .sign(k1.privateKey);
+    // k1 is retired; its max-age has passed, so the next check starts the refetch,
+    // whose answer (without k1) lands while that check is still running.
+    nowMs += 61_000;
+    let release!: () => void;
+    gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    jwks = { keys: [k2.jwk] };
+    const inflight = verifier.verify(forged);
+    release();
+    await inflight.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await assert.rejects(verifier.verify(forged), (e: TesseraError) => e.code === 'invalid_token', 'k1 is gone: refused, not served from the cache');
+  });
+
   test('expiry follows the clock, with the 5 s tolerance', async () => {
     const verifier = verifierFor(`${t.url}/.well-known/jwks.json`);
     const { pair: fresh } = await signUp(t);
