@@ -28,6 +28,9 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
     audience: options.audience ?? 'tessera-api',
     jwksUri: `${authUrl}/.well-known/jwks.json`,
     revocation: { url: `${authUrl}/auth/revocations` },
+    // A client calls with the same access token until it refreshes: verify it once.
+    // Logouts still apply at once (the revocation check runs on every cache hit).
+    cache: true,
     clock: options.clock,
   });
 
