@@ -58,7 +58,7 @@ describe('tessera CLI', () => {
     const unknown = await run(['frobnicate']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command/);
-    for (const args of [['serve', '--alg', 'HS256'], ['serve', '--port', 'abc'], ['serve', '--access-ttl', 'soon'], ['serve', '--no-such-flag'], ['serve', '--rate-limit', 'ip=0/1m']]) {
+    for (const args of [['serve', '--alg', 'HS256'], ['serve', '--port', 'abc'], ['serve', '--access-ttl', 'soon'], ['serve', '--no-such-flag'], ['serve', '--rate-limit', 'ip=0/1m'], ['serve', '--retention', '1h']]) {
       const bad = await run([...args, '--data-dir', tempDir()]);
       assert.equal(bad.code, 2, args.join(' '));
       assert.match(bad.stderr, /tessera: /);

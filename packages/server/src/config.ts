@@ -210,9 +210,10 @@ function nonNegative(name: string, value: number): number {
 
 function duration(name: string, value: number | string, min: number): number {
   const seconds = typeof value === 'number' ? value : parseDuration(value);
-  if (seconds === undefined || !Number.isInteger(seconds) || seconds < min) {
+  if (seconds === undefined || !Number.isInteger(seconds)) {
     throw new TypeError(`${name}: expected a duration like 30s, 15m, 1h or 7d, got ${String(value)}`);
   }
+  if (seconds < min) throw new TypeError(`${name}: must be at least ${min} s, got ${String(value)}`);
   return seconds;
 }
 
