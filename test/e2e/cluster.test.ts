@@ -103,8 +103,15 @@ describe('two instances on one PostgreSQL and one Redis behave as one', () => {
     const { username, password } = await signUp(a);
     assert.equal((await b.call('POST', '/auth/login', { body: { username, password } })).status, 200);
     assert.equal((await a.call('GET', '/readyz')).status, 200, 'Redis is not a reason to be unready');
+    const redisUp = async () => /^tessera_redis_up (\d)$/m.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1];
+    const until = async (value: string) => {
+      for (let i = 0; i < 40 && (await redisUp()) !== value; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      return redisUp();
+    };
+    assert.equal(await until('0'), '0', 'the metrics say Redis is down, for an alert');
     await redis.start();
     await new Promise((resolve) => setTimeout(resolve, 2500)); // ioredis reconnects by itself
+    assert.equal(await until('1'), '1');
     await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
     await b.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
     await a.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });

@@ -83,6 +83,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       metrics: createMetrics({
         activeSessions: () => store.countActiveSessions(new Date(config.clock())),
         keys: () => keys.describe(),
+        redisHealthy: redis ? () => redis.healthy : undefined,
       }),
       announceKeysChanged: () => redis?.publishKeysChanged(),
     };

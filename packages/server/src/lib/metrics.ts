@@ -12,6 +12,8 @@ export interface Metrics {
 export function createMetrics(sources: {
   activeSessions: () => Promise<number>;
   keys: () => { kid: string; alg: string; ageSeconds: number; signing: boolean }[];
+  /** Whether Redis answers; `undefined` when the server runs without Redis. */
+  redisHealthy?: () => boolean;
 }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tessera_' });
@@ -51,6 +53,17 @@ export function createMetrics(sources: {
       for (const key of sources.keys()) this.set({ kid: key.kid, alg: key.alg, signing: String(key.signing) }, key.ageSeconds);
     },
   });
+  if (sources.redisHealthy) {
+    const healthy = sources.redisHealthy;
+    new Gauge({
+      name: 'tessera_redis_up',
+      help: '1 while Redis answers; 0 while this instance runs on its own limits and database polling',
+      registers: [registry],
+      collect() {
+        this.set(healthy() ? 1 : 0);
+      },
+    });
+  }
   // Pre-create the label sets so a scrape shows zeros, not absences.
   for (const outcome of ['success', 'invalid_credentials', 'account_disabled', 'rate_limited']) metrics.logins.inc({ outcome }, 0);
   for (const outcome of ['rotated', 'grace_replay', 'reused', 'revoked', 'expired', 'invalid']) metrics.refreshes.inc({ outcome }, 0);
