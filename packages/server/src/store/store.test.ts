@@ -228,6 +228,39 @@ describe('a login that raced a password change gets no session', () => {
       await store.close();
     }
   });
+
+  test('on PostgreSQL, a login waiting on a password change in flight opens nothing once it commits', async () => {
+    const server = await startPostgres();
+    const url = await createDatabase(server.url, 'login_race');
+    const db = await openPostgresDatabase({ url });
+    const pg = (await import('pg')).default;
+    const other = new pg.Client({ connectionString: url });
+    try {
+      await migrate(db);
+      const store = new Store(db);
+      const now = new Date();
+      const client = { ip: null, userAgent: null };
+      const user = await store.createUser({ id: randomUUID(), username: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      await other.connect();
+      await other.query('BEGIN');
+      await other.query("UPDATE users SET password_hash = 'new-hash' WHERE id = $1", [user.id]);
+      let settled = false;
+      const login = store
+        .createSession({ session: { id: randomUUID(), user, client }, token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) }, single: false, now })
+        .finally(() => {
+          settled = true;
+        });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(settled, false, 'the login waits for the password change');
+      await other.query('COMMIT');
+      assert.deepEqual(await login, { opened: false });
+      assert.deepEqual(await store.listActiveSessions(user.id, now), []);
+    } finally {
+      await other.end().catch(() => {});
+      await db.close();
+      await server.stop();
+    }
+  });
 });
 
 test('migration 3 moves each live chain onto its session row: the current token rotates, the one before replays, older ones are reuse', async () => {

@@ -195,8 +195,9 @@ export class Store {
   // ---- sessions and refresh tokens ----
 
   /**
-   * Opens a session with its first refresh token. With `policy: 'single'` the
-   * user's other sessions end in the same transaction.
+   * Opens a session with its first refresh token, and its audit row. With
+   * `policy: 'single'` the user's other sessions end in the same transaction;
+   * otherwise it is one statement.
    */
   async createSession(input: {
     session: { id: string; user: UserRecord; client: ClientInfo };
@@ -205,6 +206,24 @@ export class Store {
     now: Date;
   }): Promise<{ opened: true; revoked: string[] } | { opened: false }> {
     const { session, token, now } = input;
+    if (!input.single) {
+      // One statement: lock the user row only if it is still the one whose password
+      // was verified (enabled, same hash), then insert the session and the audit row.
+      // A concurrent password change or disable holds that row: this waits for it,
+      // re-checks the condition against the committed row, and then inserts nothing.
+      const { rows } = await this.db.query<{ id: string }>(
+        `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2 FOR UPDATE),
+              s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at)
+                    SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5 FROM u RETURNING id),
+              audit AS (INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+                    SELECT $4, 'login.succeeded', $1, $10, s.id, $7, $6, 'success', NULL FROM s)
+         SELECT id FROM s`,
+        [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username],
+      );
+      if (rows.length === 0) return { opened: false };
+      this.#audit({ event: 'login.succeeded', outcome: 'success', userId: session.user.id, username: session.user.username, sessionId: session.id, ...clientAudit(session.client), at: now });
+      return { opened: true, revoked: [] };
+    }
     return this.#write(now, async (tx, log) => {
       // Lock the user and check it is still the one whose password was verified: a
       // concurrent password change (or disable) wins, and logins of one user queue
