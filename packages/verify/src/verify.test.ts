@@ -2,25 +2,25 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { TesseraError } from '@tessera/protocol';
-import { generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type BadToken, badTokens, startTripwire, type Tripwire } from '../../../test/support/bad_tokens.js';
 import { signUp, startTestServer, type TestServer } from '../../../test/support/test_server.js';
 import { createVerifier, createVerifierWith } from './create_verifier.js';
 import { joseEngine } from './jose_key_verifier.js';
 import { nodeEngine } from './node_key_verifier.js';
 
-/** Serves the auth server's JWKS, counting fetches; can be taken "down". */
+/** Serves the auth server's JWKS plus `extraKeys`, counting fetches; can be taken "down". */
 async function startJwksProxy(source: string) {
-  const state = { fetches: 0, down: false, cacheControl: 'public, max-age=300' as string | null };
+  const state = { fetches: 0, down: false, cacheControl: 'public, max-age=300' as string | null, extraKeys: [] as JWK[] };
   const server: Server = createServer(async (_req, res) => {
     state.fetches += 1;
     if (state.down) {
       res.writeHead(503).end();
       return;
     }
-    const upstream = await fetch(source);
+    const upstream = (await (await fetch(source)).json()) as { keys: JWK[] };
     res.writeHead(200, { 'content-type': 'application/json', ...(state.cacheControl ? { 'cache-control': state.cacheControl } : {}) });
-    res.end(await upstream.text());
+    res.end(JSON.stringify({ keys: [...upstream.keys, ...state.extraKeys] }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -29,6 +29,24 @@ async function startJwksProxy(source: string) {
     url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/jwks.json`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** An ES256 key that is not the auth server's, with its JWK as a JWKS publishes it. */
+async function extraKey(kid: string) {
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } as JWK };
+}
+
+/** An access token of `issuer` signed with `key`, issued at `nowMs` and valid for `ttl` seconds. */
+function accessToken(key: Awaited<ReturnType<typeof extraKey>>, issuer: string, nowMs: number, ttl: number, claims: Record<string, unknown> = {}) {
+  const now = Math.floor(nowMs / 1000);
+  return new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'n', roles: [], ...claims })
+    .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience('tessera-api')
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttl)
+    .sign(key.privateKey);
 }
 
 for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engine.name} engine`, () => {
@@ -86,12 +104,7 @@ for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engin
   });
 
   test('with the cache on, a token whose check straddles a key retirement is not cached', async () => {
-    const { exportJWK } = await import('jose');
-    const key = async (kid: string) => {
-      const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
-      return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
-    };
-    const [k1, k2] = [await key('k1'), await key('k2')];
+    const [k1, k2] = [await extraKey('k1'), await extraKey('k2')];
     let nowMs = t.clock.now();
     let jwks = { keys: [k1.jwk] };
     let gate: Promise<void> = Promise.resolve();
@@ -101,14 +114,7 @@ for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engin
     }) as typeof globalThis.fetch;
     const verifier = createVerifierWith(engine, { issuer, audience: 'tessera-api', jwksUri: 'http://jwks.invalid/jwks.json', fetch: fetchJwks, clock: () => nowMs, cache: true });
     await verifier.prefetch();
-    const now = Math.floor(nowMs / 1000);
-    const forged = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'mallory', roles: ['admin'] })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })
-      .setIssuer(issuer)
-      .setAudience('tessera-api')
-      .setIssuedAt(now)
-      .setExpirationTime(now + 86_400 * 365)
-      .sign(k1.privateKey);
+    const forged = await accessToken(k1, issuer, nowMs, 86_400 * 365, { username: 'mallory', roles: ['admin'] });
     // k1 is retired; its max-age has passed, so the next check starts the refetch,
     // whose answer (without k1) lands while that check is still running.
     nowMs += 61_000;
@@ -221,35 +227,17 @@ for (const engine of [nodeEngine, joseEngine]) describe(`createVerifier, ${engin
   });
 
   test('a new key published in the JWKS is picked up on first sight of its kid (rotation without a 401)', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const { exportJWK } = await import('jose');
-    const extra = { ...(await exportJWK(publicKey)), kid: 'next-key', alg: 'ES256', use: 'sig' };
-    let published = false;
-    const server = createServer(async (_req, res) => {
-      const upstream = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as { keys: unknown[] };
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
-      res.end(JSON.stringify({ keys: published ? [...upstream.keys, extra] : upstream.keys }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const next = await extraKey('next-key');
+    const proxy = await startJwksProxy(`${t.url}/.well-known/jwks.json`);
     try {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      const verifier = verifierFor(`http://127.0.0.1:${port}/jwks.json`, { jwksCooldown: 0 });
+      const verifier = verifierFor(proxy.url, { jwksCooldown: 0 });
       const { pair: fresh } = await signUp(t);
       await verifier.verify(fresh.access_token);
-      published = true;
-      const now = Math.floor(t.clock.now() / 1000);
-      const token = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'n', roles: [] })
-        .setProtectedHeader({ alg: 'ES256', kid: 'next-key', typ: 'at+jwt' })
-        .setIssuer(issuer)
-        .setAudience('tessera-api')
-        .setIssuedAt(now)
-        .setExpirationTime(now + 60)
-        .sign(privateKey);
-      assert.equal((await verifier.verify(token)).sub, 'u');
+      proxy.state.extraKeys = [next.jwk];
+      assert.equal((await verifier.verify(await accessToken(next, issuer, t.clock.now(), 60))).sub, 'u');
       await verifier.verify(fresh.access_token);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await proxy.close();
     }
   });
 });
@@ -312,39 +300,24 @@ describe('the verified-token cache (opt-in)', () => {
   });
 
   test('a key leaving the JWKS clears the cache: its tokens are refused at the next refetch', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const { exportJWK } = await import('jose');
-    const extra = { ...(await exportJWK(publicKey)), kid: 'leaving-key', alg: 'ES256', use: 'sig' };
-    let published = true;
-    const server = createServer(async (_req, res) => {
-      const upstream = (await (await fetch(jwksUri())).json()) as { keys: unknown[] };
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=30' });
-      res.end(JSON.stringify({ keys: published ? [...upstream.keys, extra] : upstream.keys }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const leaving = await extraKey('leaving-key');
+    const proxy = await startJwksProxy(jwksUri());
     try {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `http://127.0.0.1:${port}/jwks.json`, clock: t.clock.now, cache: true, jwksCooldown: 0 });
-      const now = Math.floor(t.clock.now() / 1000);
-      const token = await new SignJWT({ sub: 'u', sid: 's', jti: 'j', username: 'n', roles: [] })
-        .setProtectedHeader({ alg: 'ES256', kid: 'leaving-key', typ: 'at+jwt' })
-        .setIssuer(issuer)
-        .setAudience('tessera-api')
-        .setIssuedAt(now)
-        .setExpirationTime(now + 600)
-        .sign(privateKey);
+      proxy.state.cacheControl = 'max-age=30';
+      proxy.state.extraKeys = [leaving.jwk];
+      const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: proxy.url, clock: t.clock.now, cache: true, jwksCooldown: 0 });
+      const token = await accessToken(leaving, issuer, t.clock.now(), 600);
       const { pair } = await signUp(t);
       await verifier.verify(token);
       await verifier.verify(pair.access_token);
-      published = false; // e.g. `tessera keys retire leaving-key`
+      proxy.state.extraKeys = []; // e.g. `tessera keys retire leaving-key`
       t.clock.advance(31);
       await verifier.verify(token); // stale-while-revalidate: this one starts the refetch
       await new Promise((resolve) => setTimeout(resolve, 50));
       await assert.rejects(verifier.verify(token), (e: TesseraError) => e.code === 'invalid_token');
       await verifier.verify(pair.access_token);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await proxy.close();
     }
   });
 });
