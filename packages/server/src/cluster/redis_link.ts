@@ -67,35 +67,35 @@ export class RedisLink {
       const start = Math.floor(now / size) * size;
       return { start, current: `tessera:rl:${name}:${key}:${start}`, previous: `tessera:rl:${name}:${key}:${start - size}` };
     };
+    // Redis is an accelerator: when a call fails, mark it down and answer from this instance.
+    const orLocal = async <T>(remote: () => Promise<T>, fallback: () => T | Promise<T>): Promise<T> => {
+      try {
+        return await remote();
+      } catch {
+        this.#markDown();
+        return fallback();
+      }
+    };
     return {
-      retryAfter: async (key, now) => {
+      retryAfter: (key, now) => {
         const k = keys(key, now);
-        try {
+        return orLocal(async () => {
           const [current, previous] = await this.#command.mget(k.current, k.previous);
           return slidingWait(limit, k.start, now, Number(current ?? 0), Number(previous ?? 0));
-        } catch {
-          this.#markDown();
-          return local.retryAfter(key, now);
-        }
+        }, () => local.retryAfter(key, now));
       },
-      consume: async (key, now) => {
+      consume: (key, now) => {
         const k = keys(key, now);
-        try {
+        return orLocal(async () => {
           const [counted, current, previous] = (await this.#command.eval(CONSUME, 2, k.current, k.previous, limit.max, size, now - k.start)) as [number, number, number];
           return counted === 1 ? 0 : slidingWait(limit, k.start, now, current, previous);
-        } catch {
-          this.#markDown();
-          return local.consume(key, now);
-        }
+        }, () => local.consume(key, now));
       },
-      refund: async (key, now) => {
+      refund: (key, now) => {
         const k = keys(key, now);
-        try {
+        return orLocal(async () => {
           await this.#command.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end", 1, k.current);
-        } catch {
-          this.#markDown();
-          await local.refund(key, now);
-        }
+        }, () => local.refund(key, now));
       },
     };
   }
