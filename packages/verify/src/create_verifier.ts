@@ -97,6 +97,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
 export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierOptions): Verifier {
   const config = validate(options);
   const now = options.clock ?? Date.now;
+  const fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const cache = config.cache > 0 ? new VerifiedTokenCache(config.cache) : undefined;
   // Bumped whenever a key leaves or changes: a check that began under an older key set
   // must not put its token in the cache (it was cleared after the check began).
@@ -106,7 +107,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     algorithms: config.algorithms,
     engine,
     policy: { issuer: config.issuer, audience: config.audience, clockTolerance: config.clockTolerance },
-    fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+    fetch,
     now,
     cooldownMs: config.jwksCooldown * 1000,
     timeoutMs: config.jwksTimeout,
@@ -120,7 +121,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   const feed = feedOptions
     ? new RevocationFeed({
         url: feedOptions.url ?? `${config.issuer.replace(/\/+$/, '')}/auth/revocations`,
-        fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+        fetch,
         now,
         maxStaleness: feedOptions.maxStaleness ?? 30,
       })
@@ -219,21 +220,26 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   return Object.freeze({
     engine: engine.name,
     async prefetch() {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const feedTimeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the revocation feed did not answer within ${config.jwksTimeout} ms`)), config.jwksTimeout);
-      });
-      try {
-        await Promise.all([jwks.refresh(), feed && Promise.race([feed.ready(), feedTimeout])]);
-      } finally {
-        clearTimeout(timer);
-      }
+      await Promise.all([jwks.refresh(), feed && feedReady(feed, config.jwksTimeout)]);
     },
     close() {
       feed?.close();
     },
     verify,
   });
+}
+
+/** The feed's first connection, or a rejection after `timeoutMs` (the feed keeps trying). */
+async function feedReady(feed: RevocationFeed, timeoutMs: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the revocation feed did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([feed.ready(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function validate(options: VerifierOptions) {
