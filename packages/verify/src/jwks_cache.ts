@@ -62,13 +62,9 @@ export class JwksCache {
   }
 
   /** The key with this `kid` for this `alg`, or `undefined` when there is none (fetching if allowed). */
-  async get(kid: string | undefined, alg: string | undefined): Promise<KeyVerifier | undefined> {
-    if (kid === undefined || alg === undefined) return undefined;
-    if (this.#keys.size === 0) {
-      await this.#fetchIfAllowed();
-    } else if (this.#options.now() >= this.#expiresAt && !this.#inflight) {
-      void this.refresh().catch(() => {});
-    }
+  async get(kid: string, alg: string): Promise<KeyVerifier | undefined> {
+    if (this.#keys.size === 0) await this.#fetchIfAllowed();
+    else this.revalidate();
     let entry = this.#keys.get(kid);
     if (!entry) {
       await this.#fetchIfAllowed();
