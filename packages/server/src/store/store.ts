@@ -12,6 +12,9 @@ import type {
   UserSummary,
 } from './records.js';
 
+/** The audit table's columns, in the order every insert into it gives them. */
+const INSERT_AUDIT = 'INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)';
+
 /** Called once per audit row after its transaction committed (the JSON log line). */
 export type AuditSink = (entry: AuditEntry & { at: Date }) => void;
 
@@ -215,7 +218,7 @@ export class Store {
         `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2 FOR UPDATE),
               s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at)
                     SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5 FROM u RETURNING id),
-              audit AS (INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+              audit AS (${INSERT_AUDIT}
                     SELECT $4, 'login.succeeded', $1, $10, s.id, $7, $6, 'success', NULL FROM s)
          SELECT id FROM s`,
         [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username],
@@ -279,7 +282,7 @@ export class Store {
             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL)
          RETURNING *),
        audit AS (
-         INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+         ${INSERT_AUDIT}
          SELECT $3, 'token.refreshed', s.user_id, u.username, s.id, $7, $8, 'success', NULL FROM s JOIN users u ON u.id = s.user_id)
        SELECT s.*, row_to_json(u) AS u FROM s JOIN users u ON u.id = s.user_id`,
       [input.sessionId, input.jtiHash, now, successor.jtiHash, successor.issuedAt, successor.expiresAt, client.ip, client.userAgent],
@@ -592,7 +595,7 @@ async function revokeWhere(tx: Queryable, where: string, params: unknown[], now:
 
 async function insertAudit(tx: Queryable, at: Date, e: AuditEntry): Promise<void> {
   await tx.query(
-    `INSERT INTO audit_events (at, event, user_id, username, session_id, ip, user_agent, outcome, reason)
+    `${INSERT_AUDIT}
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [at, e.event, e.userId ?? null, e.username ?? null, e.sessionId ?? null, e.ip ?? null, e.userAgent ?? null, e.outcome, e.reason ?? null],
   );
