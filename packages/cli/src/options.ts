@@ -28,6 +28,9 @@ export const SERVE_FLAGS = {
   'web-root': { env: 'TESSERA_WEB_ROOT', help: 'built web app to serve at / ("none" for no web app)', default: 'apps/web/dist when built' },
   retention: { env: 'TESSERA_RETENTION', help: 'how long the audit log and ended sessions are kept ("forever": never pruned)', default: '90d' },
   'jwks-max-age': { env: 'TESSERA_JWKS_MAX_AGE', help: 'seconds verifiers may cache the JWKS; a rotated-in key signs after this', default: '300' },
+  'feed-secret': { env: 'TESSERA_FEED_SECRET', help: 'the revocation feed answers only Authorization: Bearer <this> (16+ characters)', default: '(none: open; a warning when listening beyond loopback)' },
+  'feed-streams-per-address': { env: 'TESSERA_FEED_STREAMS_PER_ADDRESS', help: 'revocation event streams one client address may hold open', default: '32' },
+  'feed-max-streams': { env: 'TESSERA_FEED_MAX_STREAMS', help: 'revocation event streams per instance (about 16 KiB each)', default: '4096' },
   'key-encryption-key': { env: 'TESSERA_KEY_ENCRYPTION_KEY', help: '32 random bytes (base64) to encrypt private keys at rest', default: '(none: file mode 0600/0700)' },
 } as const satisfies Record<string, FlagSpec>;
 

@@ -69,6 +69,17 @@ export interface ServerOptions {
   retention?: number | string;
   /** Seconds between heartbeat events on the revocation feed. Default 10. */
   feedHeartbeat?: number;
+  /**
+   * When set, the revocation feed answers only `Authorization: Bearer <feedSecret>`
+   * (at least 16 characters). Env twin `TESSERA_FEED_SECRET`.
+   */
+  feedSecret?: string;
+  /** Open revocation streams per client address (IPv6 by /64). Default 32. */
+  feedStreamsPerAddress?: number;
+  /** Open revocation streams on this instance. Default: 64 MiB of stream memory, 4,096 streams (see README). */
+  feedMaxStreams?: number;
+  /** A revocation stream whose socket takes nothing for this long is dropped, in ms. Default 15,000. */
+  feedSlowConsumerMs?: number;
   /** Seconds between database polls for revocations made by other instances (the backstop when Redis is down). Default 1. */
   revocationPoll?: number;
   /** A built web app (apps/web/dist) to serve at `/`. Default none. */
@@ -101,6 +112,10 @@ export interface ServerConfig {
   log: ServerOptions['log'];
   logStream: NodeJS.WritableStream | undefined;
   feedHeartbeat: number;
+  feedSecret: string | undefined;
+  feedStreamsPerAddress: number;
+  feedMaxStreams: number;
+  feedSlowConsumerMs: number;
   webRoot: string | undefined;
   revocationPoll: number;
   jwksMaxAge: number;
@@ -126,6 +141,8 @@ export const DEFAULTS = {
   rateLimit: 'ip=100/1m,user=10/15m',
   log: 'info',
   retention: '90d',
+  feedStreamsPerAddress: 32,
+  feedMaxStreams: 4096,
 } as const;
 
 /**
@@ -171,6 +188,10 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
   const rateLimit =
     typeof options.rateLimit === 'object' ? options.rateLimit : parseRateLimit(options.rateLimit ?? DEFAULTS.rateLimit);
   const databasePoolSize = options.databasePoolSize ?? DEFAULTS.databasePoolSize;
+  const feedSecret = options.feedSecret || undefined;
+  if (feedSecret !== undefined && (feedSecret.length < 16 || !/^[\x21-\x7e]+$/.test(feedSecret))) {
+    throw new TypeError('feedSecret: expected at least 16 printable characters without spaces (openssl rand -base64 32)');
+  }
   if (!Number.isInteger(databasePoolSize) || databasePoolSize < 1) throw new TypeError('databasePoolSize: expected a positive integer');
   return Object.freeze({
     port,
@@ -193,6 +214,10 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     log: options.log ?? DEFAULTS.log,
     logStream: options.logStream,
     feedHeartbeat: options.feedHeartbeat ?? 10,
+    feedSecret,
+    feedStreamsPerAddress: positiveInt('feedStreamsPerAddress', options.feedStreamsPerAddress ?? DEFAULTS.feedStreamsPerAddress),
+    feedMaxStreams: positiveInt('feedMaxStreams', options.feedMaxStreams ?? DEFAULTS.feedMaxStreams),
+    feedSlowConsumerMs: positiveInt('feedSlowConsumerMs', options.feedSlowConsumerMs ?? 15_000),
     webRoot: options.webRoot,
     revocationPoll: nonNegative('revocationPoll', options.revocationPoll ?? 1),
     jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
@@ -201,6 +226,11 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     retention,
     clock: options.clock ?? systemClock,
   });
+}
+
+function positiveInt(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`${name}: expected a whole number >= 1, got ${value}`);
+  return value;
 }
 
 function nonNegative(name: string, value: number): number {

@@ -67,6 +67,6 @@ describe('revocation feed', () => {
     assert.deepEqual(revoked.slice(0, 2), [a.pair.session_id, b.pair.session_id], 'catch-up first, then live');
     assert.ok(events.some((e) => e.event === 'heartbeat'));
     assert.ok(Date.now() - started < 2000, 'the live revocation arrived within the bound');
-    assert.match(events.find((e) => e.event === 'revoked')!.id ?? '', /^\d+$/);
+    assert.match(events.find((e) => e.event === 'revoked')!.id ?? '', /^[0-9a-f]{12}\.\d+$/);
   });
 });

@@ -47,16 +47,19 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
   let issuer = config.issuer;
   try {
     await migrate(db);
-    // The hub needs the store and the store's audit sink feeds the hub: tie the knot late.
+    // The hub needs the store, and the store's revocation hook wakes the hub: tie the knot late.
     let hub: RevocationHub | undefined;
-    const store = new Store(db, (entry) => {
-      log.info({ audit: entry }, entry.event);
-      if (entry.event === 'session.revoked' && entry.sessionId) {
-        hub?.publish(entry.sessionId, entry.at);
-        redis?.publishRevocation(entry.sessionId, entry.at);
-      }
-    });
-    hub = new RevocationHub({ store, accessTtl: config.accessTtl, now: config.clock, pollIntervalMs: Math.max(100, config.revocationPoll * 1000) });
+    const store = new Store(
+      db,
+      (entry) => log.info({ audit: entry }, entry.event),
+      () => {
+        // Committed: this instance's feed reads it now, the others when Redis tells them
+        // (or at their next database poll while Redis is down).
+        hub?.wake();
+        redis?.publishRevocation();
+      },
+    );
+    hub = await RevocationHub.open({ store, accessTtl: config.accessTtl, now: config.clock, log, pollIntervalMs: Math.max(100, config.revocationPoll * 1000) });
     const keys = await KeyRing.load(store, {
       alg: config.alg,
       privateKeyFile: config.privateKeyFile,
@@ -88,7 +91,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       announceKeysChanged: () => redis?.publishKeysChanged(),
     };
     await redis?.subscribe({
-      revoked: (sessionId, revokedAt) => hub?.publish(sessionId, revokedAt),
+      revoked: () => hub?.wake(),
       keysChanged: () => void keys.reload().catch((error: unknown) => log.error({ err: error }, 'key ring reload failed')),
     });
     const app = await buildApp(context);
@@ -117,6 +120,12 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         const address = app.server.address();
         const port = typeof address === 'object' && address ? address.port : config.port;
         issuer ??= `http://localhost:${port}`;
+        if (config.feedSecret === undefined && !isLoopback(config.host)) {
+          log.warn(
+            { host: config.host },
+            'the revocation feed is open to anyone who can reach this address: set --feed-secret (TESSERA_FEED_SECRET) and give it to your verifiers',
+          );
+        }
         const host = config.host.includes(':') ? `[${config.host}]` : config.host;
         return `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${port}`;
       },
@@ -160,6 +169,10 @@ function createLimits(config: ServerConfig, redis: RedisLink | undefined): AuthC
       return true;
     },
   };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function embeddedDir(config: ServerConfig): string | undefined {

@@ -47,8 +47,23 @@ export interface VerifierOptions {
 export interface RevocationOptions {
   /** The feed. Default `<issuer>/auth/revocations`. */
   url?: string;
-  /** Seconds without a word from the feed (it sends a heartbeat every 10 s) before it counts as down. Default 30. */
+  /** The auth server's `--feed-secret`, when it has one: sent as `Authorization: Bearer <secret>`. */
+  secret?: string;
+  /**
+   * Seconds without news from the feed (it sends a heartbeat every 10 s while
+   * streaming; a poll that reaches the end of the feed counts too) before it counts
+   * as down. Default 30.
+   */
   maxStaleness?: number;
+  /**
+   * `true` (the default) follows the event stream: a logout arrives in milliseconds.
+   * `false` only pages the JSON feed every `pollInterval` (for runtimes that cannot
+   * hold a stream open). A streaming verifier the server refuses (its stream caps are
+   * full) pages the JSON feed until it can stream again.
+   */
+  stream?: boolean;
+  /** Milliseconds between pages of the JSON feed while not streaming. Default 1000. */
+  pollInterval?: number;
   /**
    * While the feed is down: `'reject'` (the default, fail closed) refuses every
    * token with `token_revoked`, since revocations may be missed; `'accept'` serves
@@ -67,10 +82,18 @@ export interface Verifier {
    */
   verify(token: string): Promise<AccessTokenClaims>;
   /**
-   * Fetches the JWKS and, when on, waits for the revocation feed, e.g. at start-up.
-   * Rejects when either does not answer within `jwksTimeout` (the feed keeps trying).
+   * Fetches the JWKS and, when on, reads the revocation feed to its end, e.g. at
+   * start-up: once it resolves, every revocation made before it is refused. Rejects
+   * when either does not answer within `jwksTimeout`, or when the feed is not read
+   * within `maxStaleness` (the feed keeps trying).
    */
   prefetch(): Promise<void>;
+  /**
+   * How the revocation feed is followed right now (`undefined` without `revocation`):
+   * streaming or paging the JSON feed, how many revoked sessions are remembered, and
+   * whether the feed counts as down. For a health endpoint.
+   */
+  revocationStatus(): { mode: 'stream' | 'poll'; remembered: number; stale: boolean } | undefined;
   /** Stops following the revocation feed. */
   close(): void;
 }
@@ -117,13 +140,16 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     },
   });
 
-  const feedOptions = options.revocation === true ? {} : options.revocation || undefined;
+  const feedOptions = validateRevocation(options.revocation);
   const feed = feedOptions
     ? new RevocationFeed({
         url: feedOptions.url ?? `${config.issuer.replace(/\/+$/, '')}/auth/revocations`,
         fetch,
         now,
         maxStaleness: feedOptions.maxStaleness ?? 30,
+        secret: feedOptions.secret,
+        stream: feedOptions.stream ?? true,
+        pollIntervalMs: feedOptions.pollInterval ?? 1000,
       })
     : undefined;
   const failClosed = feedOptions?.whenStale !== 'accept';
@@ -220,26 +246,59 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   return Object.freeze({
     engine: engine.name,
     async prefetch() {
-      await Promise.all([jwks.refresh(), feed && feedReady(feed, config.jwksTimeout)]);
+      await Promise.all([jwks.refresh(), feed && feedReady(feed, config.jwksTimeout, (feedOptions?.maxStaleness ?? 30) * 1000)]);
     },
     close() {
       feed?.close();
+    },
+    revocationStatus() {
+      return feed && { mode: feed.mode, remembered: feed.size, stale: feed.isStale() };
     },
     verify,
   });
 }
 
-/** The feed's first connection, or a rejection after `timeoutMs` (the feed keeps trying). */
-async function feedReady(feed: RevocationFeed, timeoutMs: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+/**
+ * The feed read to its end for the first time; a rejection when the server has not
+ * answered within `answerMs`, or the feed was not read within `readMs` (the feed keeps trying).
+ */
+async function feedReady(feed: RevocationFeed, answerMs: number, readMs: number): Promise<void> {
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  let answered = false;
+  void feed.answered().then(() => {
+    answered = true;
+  });
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the revocation feed did not answer within ${timeoutMs} ms`)), timeoutMs);
+    timers.push(
+      setTimeout(() => {
+        if (!answered) reject(new Error(`the revocation feed did not answer within ${answerMs} ms`));
+      }, answerMs),
+      setTimeout(() => reject(new Error(`the revocation feed was not read to its end within ${readMs} ms`)), readMs),
+    );
   });
   try {
     await Promise.race([feed.ready(), timeout]);
   } finally {
-    clearTimeout(timer);
+    for (const timer of timers) clearTimeout(timer);
   }
+}
+
+function validateRevocation(revocation: VerifierOptions['revocation']): RevocationOptions | undefined {
+  if (revocation === undefined || revocation === false) return undefined;
+  if (revocation === true) return {};
+  if (typeof revocation !== 'object' || revocation === null) throw new TypeError('createVerifier: revocation must be true or an object');
+  const { url, secret, maxStaleness, pollInterval } = revocation;
+  if (url !== undefined) {
+    try {
+      new URL(url);
+    } catch {
+      throw new TypeError(`createVerifier: revocation.url must be an absolute URL, got ${String(url)}`);
+    }
+  }
+  if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) throw new TypeError('createVerifier: revocation.secret must be a non-empty string');
+  if (maxStaleness !== undefined && (!Number.isFinite(maxStaleness) || maxStaleness <= 0)) throw new TypeError('createVerifier: revocation.maxStaleness must be > 0 seconds');
+  if (pollInterval !== undefined && (!Number.isFinite(pollInterval) || pollInterval < 100)) throw new TypeError('createVerifier: revocation.pollInterval must be >= 100 ms');
+  return revocation;
 }
 
 function validate(options: VerifierOptions) {

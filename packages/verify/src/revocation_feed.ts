@@ -5,32 +5,77 @@ export interface RevocationFeedOptions {
   url: string;
   fetch: typeof globalThis.fetch;
   now: () => number;
-  /** Seconds without any word from the feed (events or heartbeats) after which it counts as down. */
+  /** Seconds without news from the feed (a heartbeat, or an up-to-date page) after which it counts as down. */
   maxStaleness: number;
+  /** The feed secret (`--feed-secret`), sent as `Authorization: Bearer`. */
+  secret?: string;
+  /** Follow the event stream (default), or only page the JSON feed. */
+  stream: boolean;
+  /** Milliseconds between pages of the JSON feed while not streaming. */
+  pollIntervalMs: number;
+}
+
+/** Milliseconds of paging the JSON feed before a refused stream is tried again, when the server gives no Retry-After. */
+const STREAM_RETRY_MS = 30_000;
+
+/** How long a revocation with an unreadable `remember_until` is remembered: a revocation is never dropped for a bad date. */
+const FALLBACK_REMEMBER_MS = 24 * 60 * 60 * 1000;
+
+/** How often expired revocations are forgotten, in ms of the injected clock. */
+const PRUNE_EVERY_MS = 60_000;
+
+interface RevokedJson {
+  session_id?: unknown;
+  remember_until?: unknown;
+}
+
+/** The server refused this request for a reason a retry elsewhere fixes: the cursor, or the stream caps. */
+class FeedRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(`revocation feed answered ${status}`);
+  }
 }
 
 /**
- * Follows the auth server's revocation feed (SSE) and remembers revoked session
- * ids until their access tokens have expired. Reconnects by itself with back-off
- * (1 s doubling to 5 s) and resumes from its cursor, so nothing revoked during
- * an outage is missed once the feed is back.
+ * Follows the auth server's revocation feed and remembers revoked session ids until
+ * their access tokens have expired. It streams (SSE) when it can: the backlog first,
+ * then each revocation as it commits, resuming from its cursor after a drop. When the
+ * server will not give it a stream (its caps are full, whoever holds them), it pages
+ * the JSON feed every `pollIntervalMs` instead and tries the stream again later, so
+ * it is never more than its staleness bound behind. A cursor the server no longer
+ * knows (another database) starts it over from the beginning of the feed.
  */
 export class RevocationFeed {
   readonly #options: RevocationFeedOptions;
   readonly #revoked = new Map<string, number>();
   readonly #abort = new AbortController();
   readonly #started: number;
-  #lastContact: number | undefined;
+  /** When the feed last showed that nothing was missing (a heartbeat, a last page). */
+  #upToDate: number | undefined;
   #cursor: string | undefined;
   #running = false;
-  #connected: Promise<void>;
-  #resolveConnected!: () => void;
+  #lastPrune: number;
+  #sizeAtPrune = 0;
+  /** No stream before this time (ms of the real clock): the server refused one. */
+  #streamAfter = 0;
+  readonly #ready: Promise<void>;
+  #resolveReady!: () => void;
+  readonly #answered: Promise<void>;
+  #resolveAnswered!: () => void;
+  #mode: 'stream' | 'poll' = 'stream';
 
   constructor(options: RevocationFeedOptions) {
     this.#options = options;
     this.#started = options.now();
-    this.#connected = new Promise((resolve) => {
-      this.#resolveConnected = resolve;
+    this.#lastPrune = this.#started;
+    this.#ready = new Promise((resolve) => {
+      this.#resolveReady = resolve;
+    });
+    this.#answered = new Promise((resolve) => {
+      this.#resolveAnswered = resolve;
     });
   }
 
@@ -41,9 +86,24 @@ export class RevocationFeed {
     void this.#loop();
   }
 
-  /** Resolves once the feed has answered for the first time. */
+  /** Resolves once the feed has been read to its end for the first time: every revocation until then is known. */
   ready(): Promise<void> {
-    return this.#connected;
+    return this.#ready;
+  }
+
+  /** Resolves when the server has first answered at all. */
+  answered(): Promise<void> {
+    return this.#answered;
+  }
+
+  /** How it follows the feed right now: an event stream, or paging the JSON feed. */
+  get mode(): 'stream' | 'poll' {
+    return this.#mode;
+  }
+
+  /** How many revoked sessions it remembers (their access tokens may still be presented). */
+  get size(): number {
+    return this.#revoked.size;
   }
 
   /** Whether a session has been revoked (as far as the feed has told). */
@@ -57,9 +117,9 @@ export class RevocationFeed {
     return true;
   }
 
-  /** True when the feed has said nothing (not even a heartbeat) for longer than `maxStaleness`. */
+  /** True when the feed has not shown it is up to date (not even a heartbeat) for longer than `maxStaleness`. */
   isStale(): boolean {
-    return this.#options.now() - (this.#lastContact ?? this.#started) > this.#options.maxStaleness * 1000;
+    return this.#options.now() - (this.#upToDate ?? this.#started) > this.#options.maxStaleness * 1000;
   }
 
   close(): void {
@@ -70,43 +130,93 @@ export class RevocationFeed {
   async #loop(): Promise<void> {
     let backoff = 1000;
     while (this.#running) {
+      let pause = 0;
       try {
-        await this.#follow();
+        if (this.#options.stream && Date.now() >= this.#streamAfter) {
+          this.#mode = 'stream';
+          await this.#follow();
+          pause = 100; // the server ended the stream (a restart, a drop): resume from the cursor
+        } else {
+          this.#mode = 'poll';
+          await this.#page();
+          pause = this.#options.pollIntervalMs;
+        }
         backoff = 1000;
-      } catch {
-        // Network error, 5xx, or a dropped stream: try again after a pause.
+      } catch (error) {
+        if (!this.#running) return;
+        if (error instanceof FeedRefusal && error.status === 400) {
+          // The cursor is not this server's (a new database): read the whole feed again.
+          this.#cursor = undefined;
+        } else if (error instanceof FeedRefusal && (error.status === 429 || error.status === 503) && this.#mode === 'stream') {
+          // No stream for us now: page the JSON feed meanwhile, and at once.
+          this.#streamAfter = Date.now() + (error.retryAfterMs ?? STREAM_RETRY_MS);
+        } else {
+          pause = backoff;
+          backoff = Math.min(backoff * 2, 5_000);
+        }
       }
       if (!this.#running) return;
-      await sleep(backoff, this.#abort.signal);
-      backoff = Math.min(backoff * 2, 5_000);
+      if (pause > 0) await sleep(pause, this.#abort.signal);
     }
   }
 
-  async #follow(): Promise<void> {
+  #headers(accept: string): Record<string, string> {
+    return this.#options.secret ? { accept, authorization: `Bearer ${this.#options.secret}` } : { accept };
+  }
+
+  #url(): URL {
     const url = new URL(this.#options.url);
     if (this.#cursor !== undefined) url.searchParams.set('since', this.#cursor);
-    const response = await this.#options.fetch(url, {
-      headers: { accept: 'text/event-stream' },
-      signal: this.#abort.signal,
-      redirect: 'error',
-    });
-    if (!response.ok || !response.body) throw new Error(`revocation feed answered ${response.status}`);
+    return url;
+  }
+
+  async #request(accept: string): Promise<Response> {
+    const response = await this.#options.fetch(this.#url(), { headers: this.#headers(accept), signal: this.#abort.signal, redirect: 'error' });
+    this.#resolveAnswered();
+    if (!response.ok) {
+      await response.body?.cancel();
+      const retryAfter = Number(response.headers.get('retry-after'));
+      throw new FeedRefusal(response.status, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+    }
+    return response;
+  }
+
+  /** Pages the JSON feed from the cursor until it says there is no more. */
+  async #page(): Promise<void> {
+    for (;;) {
+      const response = await this.#request('application/json');
+      const page = (await response.json()) as { revocations?: unknown; cursor?: unknown; more?: unknown };
+      if (!Array.isArray(page.revocations) || typeof page.cursor !== 'string') throw new Error('revocation feed: unexpected answer');
+      for (const entry of page.revocations) this.#remember(entry as RevokedJson);
+      this.#cursor = page.cursor;
+      if (page.more !== true) break;
+    }
+    this.#markUpToDate();
+  }
+
+  /** Follows the event stream until it ends: the backlog, a heartbeat (up to date), then live revocations. */
+  async #follow(): Promise<void> {
+    const response = await this.#request('text/event-stream');
+    if (!response.body) throw new Error('revocation feed: no body');
+    let caughtUp = false;
     const parser = createParser({
       onEvent: (message) => {
-        this.#touch();
-        if (message.event !== 'revoked') return;
-        try {
-          const data = JSON.parse(message.data) as { session_id?: unknown; remember_until?: unknown };
-          if (typeof data.session_id !== 'string' || typeof data.remember_until !== 'string') return;
-          this.#revoked.set(data.session_id, Date.parse(data.remember_until));
-          if (message.id) this.#cursor = message.id;
-        } catch {
-          // A malformed event is skipped; the stream goes on.
+        if (message.event === 'revoked') {
+          try {
+            this.#remember(JSON.parse(message.data) as RevokedJson);
+          } catch {
+            return; // a malformed event is skipped; the stream goes on
+          }
+        } else if (message.event === 'heartbeat') {
+          caughtUp = true;
+        } else {
+          return;
         }
+        if (message.id) this.#cursor = message.id;
+        if (caughtUp) this.#markUpToDate();
       },
     });
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    this.#touch();
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
@@ -115,15 +225,25 @@ export class RevocationFeed {
     }
   }
 
-  #touch(): void {
-    this.#lastContact = this.#options.now();
-    this.#resolveConnected();
+  #remember(entry: RevokedJson): void {
+    if (typeof entry.session_id !== 'string') return;
+    const until = typeof entry.remember_until === 'string' ? Date.parse(entry.remember_until) : Number.NaN;
+    this.#revoked.set(entry.session_id, Number.isFinite(until) ? until : this.#options.now() + FALLBACK_REMEMBER_MS);
+  }
+
+  #markUpToDate(): void {
+    this.#upToDate = this.#options.now();
+    this.#resolveReady();
+    this.#prune();
   }
 
   #prune(): void {
-    if (this.#revoked.size < 10_000) return;
     const now = this.#options.now();
+    // On the clock, or when the map has doubled since the last pass (a burst), never per event.
+    if (now - this.#lastPrune < PRUNE_EVERY_MS && this.#revoked.size < 2 * this.#sizeAtPrune + 10_000) return;
+    this.#lastPrune = now;
     for (const [id, until] of this.#revoked) if (until <= now) this.#revoked.delete(id);
+    this.#sizeAtPrune = this.#revoked.size;
   }
 }
 
@@ -131,9 +251,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     (timer as { unref?: () => void }).unref?.();
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }

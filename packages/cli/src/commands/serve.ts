@@ -42,6 +42,9 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     jwksMaxAge: int('jwks-max-age'),
     webRoot: values['web-root'] === 'none' ? undefined : (values['web-root'] ?? builtWebApp()),
     keyEncryptionKey: values['key-encryption-key'],
+    feedSecret: values['feed-secret'],
+    feedStreamsPerAddress: int('feed-streams-per-address'),
+    feedMaxStreams: int('feed-max-streams'),
   };
 }
 

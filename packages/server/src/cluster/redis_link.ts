@@ -100,9 +100,12 @@ export class RedisLink {
     };
   }
 
-  /** Tells every instance a session was revoked. Best effort: the database poll is the backstop. */
-  publishRevocation(sessionId: string, revokedAt: Date): void {
-    this.#command.publish(REVOCATIONS, JSON.stringify({ sessionId, revokedAt: revokedAt.toISOString() })).catch(() => this.#markDown());
+  /**
+   * Tells every instance that sessions were revoked, so that each reads the feed from
+   * the database now. Best effort: the database poll is the backstop.
+   */
+  publishRevocation(): void {
+    this.#command.publish(REVOCATIONS, '1').catch(() => this.#markDown());
   }
 
   /** Tells every instance to reload its key ring. */
@@ -111,22 +114,16 @@ export class RedisLink {
   }
 
   /** Subscribes to revocations and key changes from all instances (this one included). */
-  async subscribe(handlers: { revoked(sessionId: string, revokedAt: Date): void; keysChanged(): void }): Promise<void> {
-    this.#subscriber.on('message', (channel: string, message: string) => {
-      if (channel === KEYS_CHANGED) return handlers.keysChanged();
-      if (channel !== REVOCATIONS) return;
-      try {
-        const { sessionId, revokedAt } = JSON.parse(message) as { sessionId: string; revokedAt: string };
-        handlers.revoked(sessionId, new Date(revokedAt));
-      } catch {
-        // Not ours: ignore.
-      }
+  async subscribe(handlers: { revoked(): void; keysChanged(): void }): Promise<void> {
+    this.#subscriber.on('message', (channel: string) => {
+      if (channel === KEYS_CHANGED) handlers.keysChanged();
+      else if (channel === REVOCATIONS) handlers.revoked();
     });
     const subscribe = () => this.#subscriber.subscribe(REVOCATIONS, KEYS_CHANGED).catch(() => this.#markDown());
     this.#subscriber.on('ready', () => {
       void subscribe();
-      // Whatever was published while we were away is found by the database poll, and
-      // keys may have changed: reload once now.
+      // Whatever was published while we were away: read the feed and reload the keys now.
+      handlers.revoked();
       handlers.keysChanged();
     });
     if (this.#subscriber.status === 'ready') await subscribe();

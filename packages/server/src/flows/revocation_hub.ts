@@ -1,11 +1,24 @@
-import type { Store } from '../store/store.js';
+import { TesseraError } from '@tessera/protocol';
+import type { Logger } from 'pino';
+import type { FeedRow, Store } from '../store/store.js';
 
 /** One revoked session as the feed tells it: verifiers remember it until `rememberUntil`. */
 export interface Revocation {
+  /** Its place in commit order (see migration 5). */
+  position: number;
   sessionId: string;
   revokedAt: Date;
   /** After this, every access token of the session has expired anyway. */
   rememberUntil: Date;
+}
+
+/** A page of the feed: at most a page size of revocations after a cursor, oldest first. */
+export interface FeedSlice {
+  revocations: Revocation[];
+  /** Where the next page starts: every revocation up to here has been given (or had expired). */
+  after: number;
+  /** Whether more revocations were already there past this page. */
+  more: boolean;
 }
 
 export interface RevocationHubOptions {
@@ -13,103 +26,217 @@ export interface RevocationHubOptions {
   /** Access token lifetime in seconds: how long a revocation matters. */
   accessTtl: number;
   now: () => number;
-  /** How often to look for revocations made by other instances, in ms. Default 1000. */
+  log?: Logger;
+  /** How often to read the database for revocations another instance made, in ms (the backstop when Redis is down). Default 1000. */
   pollIntervalMs?: number;
-  /** At most this many live subscribers (SSE streams) per instance. Default 1000. */
-  maxSubscribers?: number;
+  /** Revocations per page of the feed. Default 1000. */
+  pageSize?: number;
+  /** Recent revocations kept in memory, so subscribers and paging clients that are up to date cost no query. Default 10,000. */
+  tailSize?: number;
 }
 
+export const FEED_PAGE_SIZE = 1000;
+
+/** How long a computed horizon start is reused (it only moves forward, so an older value is a safe lower bound). */
+const START_CACHE_MS = 10_000;
+
 /**
- * Fans revocations out to the feed's subscribers. Revocations made by this
- * instance are pushed the moment their transaction commits; those made by other
- * instances sharing the database are found by polling it (once per interval for
- * all subscribers, only while there are any). So a logout reaches a subscribed
- * verifier at once from this instance, and within the poll interval (1 s) from
- * any other.
+ * The instance's view of the revocation feed. Revocations are numbered in commit
+ * order by the database (migration 5), so "everything after position N" is exact:
+ * a reader that pages until it is up to date sees every revocation once, however
+ * many share a millisecond and however many instances made them.
+ *
+ * The hub follows the database's numbering: woken right after a local revocation
+ * commits or when Redis says another instance made one, and every poll interval in
+ * any case. It keeps the most recent revocations in memory, so the common request
+ * (a verifier that is up to date, or nearly) and every open stream are served
+ * without a query; readers further behind page from the database.
  */
 export class RevocationHub {
-  readonly #options: Required<RevocationHubOptions>;
-  readonly #subscribers = new Set<(r: Revocation) => void>();
-  /** Recently delivered session ids, so a local push and the poller do not send twice. */
-  readonly #seen = new Map<string, number>();
+  readonly #options: Required<Omit<RevocationHubOptions, 'log'>> & { log: Logger | undefined };
+  readonly #epoch: string;
+  /** The highest position read from the database: every revocation up to it is in the tail or older. */
+  #head: number;
+  /** Revocations after `#tailAfter` up to `#head`, in order (those within the horizon when read). */
+  #tail: Revocation[] = [];
+  #tailAfter: number;
+  readonly #listeners = new Set<() => void>();
   #timer: ReturnType<typeof setInterval> | undefined;
-  #pollCursor = 0;
-  #polling = false;
+  #reading: Promise<void> | undefined;
+  #readAgain = false;
+  #start: { value: number; at: number } | undefined;
 
-  constructor(options: RevocationHubOptions) {
-    this.#options = { pollIntervalMs: 1000, maxSubscribers: 1000, ...options };
+  private constructor(options: RevocationHubOptions, epoch: string, head: number) {
+    this.#options = { pollIntervalMs: 1000, pageSize: FEED_PAGE_SIZE, tailSize: 10_000, ...options, log: options.log };
+    this.#epoch = epoch;
+    this.#head = head;
+    this.#tailAfter = head;
   }
 
-  /** Everything revoked after `since` that still matters (within one access-token lifetime). */
-  async since(since: number | undefined): Promise<Revocation[]> {
-    const horizon = this.#options.now() - this.#options.accessTtl * 1000;
-    const from = Math.max(horizon, since ?? horizon);
-    const rows = await this.#options.store.listRevocations(new Date(from));
-    return rows.map((r) => this.#revocation(r.sessionId, r.revokedAt));
+  /** Reads where the feed stands and starts following it. */
+  static async open(options: RevocationHubOptions): Promise<RevocationHub> {
+    const { epoch, head } = await options.store.revocationHead();
+    const hub = new RevocationHub(options, epoch, head);
+    hub.#timer = setInterval(() => hub.wake(), hub.#options.pollIntervalMs);
+    hub.#timer.unref();
+    return hub;
   }
 
-  /** Called after a session's revocation committed on this instance. */
-  publish(sessionId: string, revokedAt: Date): void {
-    this.#deliver(this.#revocation(sessionId, revokedAt));
+  get pageSize(): number {
+    return this.#options.pageSize;
   }
 
-  /** Subscribes; returns the unsubscribe function, or `undefined` when full. */
-  subscribe(listener: (r: Revocation) => void): (() => void) | undefined {
-    if (this.#subscribers.size >= this.#options.maxSubscribers) return undefined;
-    this.#subscribers.add(listener);
-    if (!this.#timer) {
-      this.#pollCursor = this.#options.now();
-      this.#timer = setInterval(() => void this.#poll(), this.#options.pollIntervalMs);
-      this.#timer.unref();
+  /** The last position this instance has read. */
+  get head(): number {
+    return this.#head;
+  }
+
+  /** Reads new revocations from the database now (after a local commit, or a word from another instance). */
+  wake(): void {
+    if (this.#reading) {
+      this.#readAgain = true;
+      return;
     }
-    return () => {
-      this.#subscribers.delete(listener);
-      if (this.#subscribers.size === 0 && this.#timer) {
-        clearInterval(this.#timer);
-        this.#timer = undefined;
-      }
-    };
+    this.#reading = this.#read().finally(() => {
+      this.#reading = undefined;
+    });
   }
 
-  get subscriberCount(): number {
-    return this.#subscribers.size;
+  /** Resolves once the revocations committed before this call have been read (tests, and a feed request that must not lag). */
+  async sync(): Promise<void> {
+    if (this.#reading) {
+      this.#readAgain = true;
+      await this.#reading;
+    }
+    this.wake();
+    await this.#reading;
+  }
+
+  /** Calls `listener` each time the head moves; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The opaque cursor of a position: this database's epoch and the position. */
+  cursor(position: number): string {
+    return `${this.#epoch}.${position}`;
+  }
+
+  /**
+   * Turns a client's cursor into a position; `undefined` (no cursor) starts at the
+   * horizon. Malformed, foreign (another database) and impossible (past the head)
+   * cursors are `invalid_request`.
+   */
+  async parseCursor(text: string | undefined): Promise<number> {
+    if (text === undefined || text === '') return 0;
+    // The cursor before migration 5 was a time in ms. Verifiers still holding one
+    // start again from the horizon (they are told each revocation once more); a time
+    // in the future was never a cursor.
+    if (/^[0-9]{1,15}$/.test(text) && Number(text) <= this.#options.now()) return 0;
+    const match = /^([0-9a-f]{12})\.([0-9]{1,15})$/.exec(text);
+    if (!match) throw new TesseraError('invalid_request', 'The cursor is malformed: pass back the cursor of a previous answer.');
+    if (match[1] !== this.#epoch) {
+      throw new TesseraError('invalid_request', 'The cursor belongs to another database: start again without one.');
+    }
+    const position = Number(match[2]);
+    if (position > this.#head) {
+      // Another instance may be ahead of this one: only the database can say.
+      const { head } = await this.#options.store.revocationHead();
+      if (position > head) throw new TesseraError('invalid_request', 'The cursor is ahead of the feed: start again without one.');
+    }
+    return position;
+  }
+
+  /** The revocations after `after`, at most `limit` (the page size by default), oldest first. */
+  async page(after: number, limit = this.#options.pageSize): Promise<FeedSlice> {
+    const now = this.#options.now();
+    if (after >= this.#tailAfter && after <= this.#head) return this.#fromTail(after, limit, now);
+    const horizon = new Date(now - this.#options.accessTtl * 1000);
+    const from = Math.max(after, (await this.#horizonStart(horizon, now)) - 1);
+    const page = await this.#options.store.readFeed(from, horizon, limit);
+    const revocations = page.rows.map((row) => this.#revocation(row));
+    return {
+      revocations,
+      // The last page: everything up to the snapshot's head was there to be read.
+      after: page.more ? revocations.at(-1)!.position : Math.max(from, page.head),
+      more: page.more,
+    };
   }
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
-    this.#subscribers.clear();
+    this.#listeners.clear();
   }
 
-  async #poll(): Promise<void> {
-    if (this.#polling) return;
-    this.#polling = true;
+  #fromTail(after: number, limit: number, now: number): FeedSlice {
+    const tail = this.#tail;
+    let i = firstAfter(tail, after);
+    const revocations: Revocation[] = [];
+    for (; i < tail.length && revocations.length < limit; i++) {
+      if (tail[i]!.rememberUntil.getTime() > now) revocations.push(tail[i]!);
+    }
+    const more = i < tail.length;
+    return { revocations, after: more ? tail[i - 1]!.position : this.#head, more };
+  }
+
+  async #read(): Promise<void> {
     try {
-      // Overlap by a few seconds: another instance's commit may land with an
-      // earlier revoked_at than rows we already saw (clocks, commit order).
-      const rows = await this.#options.store.listRevocations(new Date(this.#pollCursor - 5_000));
-      for (const row of rows) {
-        this.#deliver(this.#revocation(row.sessionId, row.revokedAt));
-        this.#pollCursor = Math.max(this.#pollCursor, row.revokedAt.getTime());
-      }
-    } catch {
-      // The database is down: the next tick tries again; subscribers notice nothing new.
-    } finally {
-      this.#polling = false;
+      do {
+        this.#readAgain = false;
+        const before = this.#head;
+        for (;;) {
+          const horizon = new Date(this.#options.now() - this.#options.accessTtl * 1000);
+          const page = await this.#options.store.readFeed(this.#head, horizon, this.#options.pageSize);
+          for (const row of page.rows) this.#tail.push(this.#revocation(row));
+          this.#head = page.more ? page.rows.at(-1)!.position : Math.max(this.#head, page.head);
+          if (!page.more) break;
+        }
+        this.#trim();
+        if (this.#head !== before) for (const listener of this.#listeners) listener();
+      } while (this.#readAgain);
+    } catch (error) {
+      // The database is down: the next poll tries again, and readers see no new rows meanwhile.
+      this.#options.log?.warn({ err: error }, 'revocation feed: reading new revocations failed');
     }
   }
 
-  #deliver(revocation: Revocation): void {
+  /** Keeps the tail within its size and drops what has left the horizon. */
+  #trim(): void {
     const now = this.#options.now();
-    if (this.#seen.has(revocation.sessionId)) return;
-    this.#seen.set(revocation.sessionId, revocation.rememberUntil.getTime());
-    if (this.#seen.size > 10_000) {
-      for (const [id, until] of this.#seen) if (until < now) this.#seen.delete(id);
-    }
-    for (const listener of this.#subscribers) listener(revocation);
+    let drop = Math.max(0, this.#tail.length - this.#options.tailSize);
+    while (drop < this.#tail.length && this.#tail[drop]!.rememberUntil.getTime() <= now) drop++;
+    if (drop === 0) return;
+    this.#tailAfter = this.#tail[drop - 1]!.position;
+    this.#tail = this.#tail.slice(drop);
   }
 
-  #revocation(sessionId: string, revokedAt: Date): Revocation {
-    return { sessionId, revokedAt, rememberUntil: new Date(revokedAt.getTime() + this.#options.accessTtl * 1000) };
+  async #horizonStart(horizon: Date, now: number): Promise<number> {
+    if (this.#start && now - this.#start.at < START_CACHE_MS) return this.#start.value;
+    const value = (await this.#options.store.feedStart(horizon)) ?? this.#head + 1;
+    this.#start = { value, at: now };
+    return value;
   }
+
+  #revocation(row: FeedRow): Revocation {
+    return {
+      position: row.position,
+      sessionId: row.sessionId,
+      revokedAt: row.revokedAt,
+      rememberUntil: new Date(row.revokedAt.getTime() + this.#options.accessTtl * 1000),
+    };
+  }
+}
+
+/** Index of the first entry with a position above `after` (entries are in position order). */
+function firstAfter(entries: Revocation[], after: number): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid]!.position <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -127,6 +127,12 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   tokenRoutes(app, ctx);
   accountRoutes(app, ctx);
   discoveryRoutes(app, ctx);
-  revocationRoutes(app, ctx, { heartbeatSeconds: ctx.config.feedHeartbeat });
+  const feed = revocationRoutes(app, ctx, {
+    perAddress: ctx.config.feedStreamsPerAddress,
+    total: ctx.config.feedMaxStreams,
+    slowConsumerMs: ctx.config.feedSlowConsumerMs,
+    heartbeatSeconds: ctx.config.feedHeartbeat,
+  });
+  ctx.metrics.observeFeed(() => ({ streams: feed.size, bufferedBytes: feed.bufferedBytes, head: ctx.revocations.head }));
   return app;
 }

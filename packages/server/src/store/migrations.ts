@@ -120,6 +120,32 @@ CREATE INDEX sessions_expires_at_idx ON sessions (expires_at);
 CREATE INDEX audit_events_at_idx ON audit_events (at);
 `,
   },
+  {
+    version: 5,
+    name: 'revocations numbered in commit order: the revocation feed pages by that number',
+    sql: `
+-- The feed's cursor. A revoking transaction takes the next numbers from this one row
+-- as its last statement, so it holds the row lock only until it commits: numbers are
+-- handed out in commit order, without gaps, and once number N is visible every number
+-- below it is too. A reader that has seen up to N can never miss a row below N.
+-- epoch names this database's sequence, so a cursor from another database (a restore,
+-- a new data directory) is recognised as foreign instead of silently skipping rows.
+CREATE TABLE revocation_counter (
+  id boolean PRIMARY KEY DEFAULT true CHECK (id),
+  epoch text NOT NULL,
+  position bigint NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN feed_position bigint;
+UPDATE sessions s SET feed_position = n.position
+  FROM (SELECT id, row_number() OVER (ORDER BY revoked_at, id) AS position FROM sessions WHERE revoked_at IS NOT NULL) n
+ WHERE s.id = n.id;
+INSERT INTO revocation_counter (epoch, position)
+  SELECT substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), coalesce(max(feed_position), 0) FROM sessions;
+CREATE UNIQUE INDEX sessions_feed_position_key ON sessions (feed_position);
+-- Where the feed's horizon (revoked within one access-token lifetime) starts.
+CREATE INDEX sessions_revoked_feed_idx ON sessions (revoked_at, feed_position) WHERE feed_position IS NOT NULL;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

@@ -18,6 +18,28 @@ const INSERT_AUDIT = 'INSERT INTO audit_events (at, event, user_id, username, se
 /** Called once per audit row after its transaction committed (the JSON log line). */
 export type AuditSink = (entry: AuditEntry & { at: Date }) => void;
 
+/** Called after a transaction that revoked sessions committed (the revocation feed wakes up). */
+export type RevokedSink = (sessionIds: string[]) => void;
+
+/** Ends the sessions matching `where` (live ones only); returns the ids that ended. */
+type Revoke = (where: string, params: unknown[], reason: RevokeReason) => Promise<string[]>;
+
+/** One row of the revocation feed: a revoked session and its place in commit order. */
+export interface FeedRow {
+  position: number;
+  sessionId: string;
+  revokedAt: Date;
+}
+
+/** A page of the revocation feed read in one snapshot. */
+export interface FeedPage {
+  rows: FeedRow[];
+  /** The highest position committed when the page was read: every row up to it is visible. */
+  head: number;
+  /** Whether rows past the last one returned were there. */
+  more: boolean;
+}
+
 /** A refresh token to be stored: its `jti` hash and lifetime. */
 export interface NewRefreshToken {
   jtiHash: string;
@@ -53,22 +75,40 @@ export interface RotateInput {
 export class Store {
   readonly db: Database;
   readonly #audit: AuditSink;
+  readonly #revoked: RevokedSink;
 
-  constructor(db: Database, audit: AuditSink = () => {}) {
+  constructor(db: Database, audit: AuditSink = () => {}, onSessionsRevoked: RevokedSink = () => {}) {
     this.db = db;
     this.#audit = audit;
+    this.#revoked = onSessionsRevoked;
   }
 
-  /** Runs `fn` in a transaction and reports its audit rows once it committed. */
-  async #write<T>(now: Date, fn: (tx: Queryable, audit: (e: AuditEntry) => Promise<void>) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction and reports its audit rows and revocations once it
+   * committed. Sessions end only through `revoke`, so that every revocation is
+   * numbered for the feed by the transaction's last statement (see migration 5).
+   */
+  async #write<T>(now: Date, fn: (tx: Queryable, audit: (e: AuditEntry) => Promise<void>, revoke: Revoke) => Promise<T>): Promise<T> {
     const written: AuditEntry[] = [];
-    const result = await this.db.transaction((tx) =>
-      fn(tx, async (entry) => {
-        await insertAudit(tx, now, entry);
-        written.push(entry);
-      }),
-    );
+    const revoked: string[] = [];
+    const result = await this.db.transaction(async (tx) => {
+      const value = await fn(
+        tx,
+        async (entry) => {
+          await insertAudit(tx, now, entry);
+          written.push(entry);
+        },
+        async (where, params, reason) => {
+          const ids = await revokeWhere(tx, where, params, now, reason);
+          revoked.push(...ids);
+          return ids;
+        },
+      );
+      if (revoked.length > 0) await numberRevocations(tx, revoked);
+      return value;
+    });
     for (const entry of written) this.#audit({ ...entry, at: now });
+    if (revoked.length > 0) this.#revoked(revoked);
     return result;
   }
 
@@ -118,7 +158,7 @@ export class Store {
     now: Date;
     client: ClientInfo;
   }): Promise<{ revoked: string[] }> {
-    return this.#write(input.now, async (tx, log) => {
+    return this.#write(input.now, async (tx, log, revoke) => {
       // The UPDATE takes the user's row lock, which logins in flight also take: a
       // session opened before this commits is seen by the revocation below.
       await tx.query('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1', [
@@ -128,7 +168,7 @@ export class Store {
       ]);
       const base = { userId: input.userId, username: input.username, ...clientAudit(input.client) };
       await log({ ...base, event: 'password.changed', outcome: 'success', sessionId: input.keepSessionId });
-      const revoked = await revokeWhere(tx, 'user_id = $1 AND id <> $2', [input.userId, input.keepSessionId], input.now, 'password_changed');
+      const revoked = await revoke('user_id = $1 AND id <> $2', [input.userId, input.keepSessionId], 'password_changed');
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'password_changed' });
       return { revoked };
     });
@@ -139,7 +179,7 @@ export class Store {
    * same transaction. Returns the ended session ids, or null when there is no such user.
    */
   async setUserDisabled(input: { username: string; disabled: boolean; now: Date; audit: Omit<AuditEntry, 'event' | 'outcome'> }): Promise<{ user: UserRecord; revoked: string[] } | null> {
-    return this.#write(input.now, async (tx, log) => {
+    return this.#write(input.now, async (tx, log, revoke) => {
       const { rows } = await tx.query<UserRow>(
         `UPDATE users SET disabled_at = ${input.disabled ? 'coalesce(disabled_at, $2)' : 'NULL'}, updated_at = $2
          WHERE lower(username) = lower($1) RETURNING *`,
@@ -151,7 +191,7 @@ export class Store {
       await log({ ...base, event: input.disabled ? 'user.disabled' : 'user.enabled', outcome: 'success' });
       let revoked: string[] = [];
       if (input.disabled) {
-        revoked = await revokeWhere(tx, 'user_id = $1', [user.id], input.now, 'user_disabled');
+        revoked = await revoke('user_id = $1', [user.id], 'user_disabled');
         for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_disabled' });
       }
       return { user, revoked };
@@ -160,12 +200,12 @@ export class Store {
 
   /** Removes a user; its sessions end (and stay, revoked, for the feed). Null when there is no such user. */
   async removeUser(input: { username: string; now: Date; audit: Omit<AuditEntry, 'event' | 'outcome'> }): Promise<{ user: UserRecord; revoked: string[] } | null> {
-    return this.#write(input.now, async (tx, log) => {
+    return this.#write(input.now, async (tx, log, revoke) => {
       const found = await tx.query<UserRow>('SELECT * FROM users WHERE lower(username) = lower($1) FOR UPDATE', [input.username]);
       if (!found.rows[0]) return null;
       const user = toUser(found.rows[0]);
       const base = { ...input.audit, userId: user.id, username: user.username };
-      const revoked = await revokeWhere(tx, 'user_id = $1', [user.id], input.now, 'user_removed');
+      const revoked = await revoke('user_id = $1', [user.id], 'user_removed');
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_removed' });
       await tx.query('DELETE FROM users WHERE id = $1', [user.id]);
       await log({ ...base, event: 'user.removed', outcome: 'success' });
@@ -227,7 +267,7 @@ export class Store {
       this.#audit({ event: 'login.succeeded', outcome: 'success', userId: session.user.id, username: session.user.username, sessionId: session.id, ...clientAudit(session.client), at: now });
       return { opened: true, revoked: [] };
     }
-    return this.#write(now, async (tx, log) => {
+    return this.#write(now, async (tx, log, revoke) => {
       // Lock the user and check it is still the one whose password was verified: a
       // concurrent password change (or disable) wins, and logins of one user queue
       // here, so the single-session policy holds under concurrency too.
@@ -240,7 +280,7 @@ export class Store {
       const base = { userId: session.user.id, username: session.user.username, ...clientAudit(session.client) };
       let revoked: string[] = [];
       if (input.single) {
-        revoked = await revokeWhere(tx, 'user_id = $1', [session.user.id], now, 'policy_single');
+        revoked = await revoke('user_id = $1', [session.user.id], 'policy_single');
         for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'policy_single' });
       }
       await tx.query(
@@ -298,7 +338,7 @@ export class Store {
 
   async #rotateCarefully(input: RotateInput): Promise<RotationOutcome> {
     const { now } = input;
-    return this.#write(now, async (tx, log) => {
+    return this.#write(now, async (tx, log, revoke) => {
       // Lock first, then read: under READ COMMITTED the read after the lock sees what
       // the previous holder committed, the user's row included.
       const locked = await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [input.sessionId]);
@@ -317,7 +357,7 @@ export class Store {
       const base = { userId: session.userId, username: user?.username ?? null, sessionId: session.id, ...clientAudit(input.client) };
       if (!user || user.disabledAt) {
         // Refresh re-reads the user: a disabled account ends here, at the latest.
-        await revokeWhere(tx, 'id = $1', [session.id], now, 'user_disabled');
+        await revoke('id = $1', [session.id], 'user_disabled');
         await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'user_disabled' });
         return { kind: 'revoked' };
       }
@@ -353,7 +393,7 @@ export class Store {
           successor: { jtiHash: row.refresh_hash, issuedAt: row.refresh_issued_at!, expiresAt: row.refresh_expires_at! },
         };
       }
-      await revokeWhere(tx, 'id = $1', [session.id], now, 'token_reused');
+      await revoke('id = $1', [session.id], 'token_reused');
       await log({ ...base, event: 'token.reused', outcome: 'failure', reason: 'refresh token presented after rotation; session revoked' });
       await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'token_reused' });
       return { kind: 'reused' };
@@ -392,10 +432,10 @@ export class Store {
     now: Date;
     audit: Omit<AuditEntry, 'event' | 'outcome'>;
   }): Promise<boolean> {
-    return this.#write(input.now, async (tx, log) => {
+    return this.#write(input.now, async (tx, log, revoke) => {
       const where = input.userId === undefined ? 'id = $1' : 'id = $1 AND user_id = $2';
       const params = input.userId === undefined ? [input.sessionId] : [input.sessionId, input.userId];
-      const revoked = await revokeWhere(tx, where, params, input.now, input.reason);
+      const revoked = await revoke(where, params, input.reason);
       if (revoked.length === 0) return false;
       await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: input.sessionId, reason: input.reason });
       return true;
@@ -409,20 +449,50 @@ export class Store {
     now: Date;
     audit: Omit<AuditEntry, 'event' | 'outcome'>;
   }): Promise<string[]> {
-    return this.#write(input.now, async (tx, log) => {
-      const revoked = await revokeWhere(tx, 'user_id = $1', [input.userId], input.now, input.reason);
+    return this.#write(input.now, async (tx, log, revoke) => {
+      const revoked = await revoke('user_id = $1', [input.userId], input.reason);
       for (const id of revoked) await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: id, reason: input.reason });
       return revoked;
     });
   }
 
-  /** Sessions revoked after `since`, oldest first: what the revocation feed serves. */
-  async listRevocations(since: Date, limit = 1000): Promise<{ sessionId: string; revokedAt: Date }[]> {
-    const { rows } = await this.db.query<{ id: string; revoked_at: Date }>(
-      'SELECT id, revoked_at FROM sessions WHERE revoked_at > $1 ORDER BY revoked_at, id LIMIT $2',
-      [since, limit],
+  /** The revocation feed's epoch (which database's numbering) and its head (the last number committed). */
+  async revocationHead(): Promise<{ epoch: string; head: number }> {
+    const { rows } = await this.db.query<{ epoch: string; position: string }>('SELECT epoch, position::text FROM revocation_counter');
+    const row = rows[0];
+    if (!row) throw new Error('revocation_counter is empty: the database was not migrated');
+    return { epoch: row.epoch, head: Number(row.position) };
+  }
+
+  /**
+   * Revocations numbered after `after` and made after `horizon`, in commit order, at
+   * most `limit` of them, read in one snapshot together with that snapshot's head.
+   * A row revoked before the horizon is skipped: its access tokens have expired.
+   */
+  async readFeed(after: number, horizon: Date, limit: number): Promise<FeedPage> {
+    const { rows } = await this.db.query<{ position: string | null; id: string | null; revoked_at: Date | null; head: string }>(
+      `WITH head AS (SELECT position FROM revocation_counter),
+            page AS (SELECT feed_position, id, revoked_at FROM sessions
+                      WHERE feed_position > $1 AND revoked_at > $2 ORDER BY feed_position LIMIT $3)
+       SELECT page.feed_position::text AS position, page.id, page.revoked_at, head.position::text AS head
+         FROM head LEFT JOIN page ON true ORDER BY page.feed_position`,
+      [after, horizon, limit + 1],
     );
-    return rows.map((r) => ({ sessionId: r.id, revokedAt: r.revoked_at }));
+    const head = Number(rows[0]?.head ?? 0);
+    const found = rows.filter((r) => r.id !== null).map((r) => ({ position: Number(r.position), sessionId: r.id!, revokedAt: r.revoked_at! }));
+    return { rows: found.slice(0, limit), head, more: found.length > limit };
+  }
+
+  /**
+   * The lowest feed position among revocations made after `horizon`, or null: a reader
+   * far behind may start just before it instead of scanning the whole history.
+   */
+  async feedStart(horizon: Date): Promise<number | null> {
+    const { rows } = await this.db.query<{ start: string | null }>(
+      'SELECT min(feed_position)::text AS start FROM sessions WHERE revoked_at > $1 AND feed_position IS NOT NULL',
+      [horizon],
+    );
+    return rows[0]?.start == null ? null : Number(rows[0].start);
   }
 
   /**
@@ -591,6 +661,20 @@ async function revokeWhere(tx: Queryable, where: string, params: unknown[], now:
     [...params, now, reason],
   );
   return rows.map((r) => r.id);
+}
+
+/**
+ * Numbers a transaction's revocations for the feed: its last statement, so the
+ * counter's row lock is held only until the commit, and numbers follow commit order.
+ */
+async function numberRevocations(tx: Queryable, sessionIds: string[]): Promise<void> {
+  await tx.query(
+    `WITH tick AS (UPDATE revocation_counter SET position = position + $2 RETURNING position - $2 AS base)
+     UPDATE sessions s SET feed_position = tick.base + o.n
+       FROM tick, unnest($1::uuid[]) WITH ORDINALITY AS o(id, n)
+      WHERE s.id = o.id`,
+    [sessionIds, sessionIds.length],
+  );
 }
 
 async function insertAudit(tx: Queryable, at: Date, e: AuditEntry): Promise<void> {

@@ -1,6 +1,9 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { TesseraError } from '@tessera/protocol';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
-import type { Revocation } from '../../flows/revocation_hub.js';
+import { addressGroup } from '../../flows/rate_limits.js';
+import { type FeedStreamLimits, FeedStreams, revocationJson } from '../feed_streams.js';
 import { errorResponses } from '../schemas.js';
 
 const revocationSchema = {
@@ -16,84 +19,77 @@ const revocationSchema = {
 /**
  * The revocation feed for stateless verifiers: sessions revoked within the last
  * access-token lifetime (older ones need no telling: their access tokens have
- * expired). `?since=<cursor>` resumes; with `Accept: text/event-stream` it streams
- * `revoked` events as they happen, and a `heartbeat` event every few seconds so a
- * subscriber can tell a quiet feed from a dead one.
+ * expired), oldest first, a page at a time. `?since=<cursor>` continues after a
+ * page; with `Accept: text/event-stream` the backlog and then live revocations
+ * stream as `revoked` events whose id is the cursor, with a `heartbeat` every few
+ * seconds so that a subscriber can tell a quiet feed from a dead one.
  */
-export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, options: { heartbeatSeconds: number }): void {
-  const streams = new Set<FastifyReply>();
-  app.addHook('preClose', async () => {
-    // Open streams would hold the server open: end them so shutdown can drain.
-    for (const reply of streams) reply.raw.end();
-    streams.clear();
+export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits: FeedStreamLimits): FeedStreams {
+  const hub = ctx.revocations;
+  const streams = new FeedStreams(hub, limits, ctx.log, {
+    opened: () => ctx.metrics.feedStreamsOpened.inc(),
+    dropped: (reason) => ctx.metrics.feedStreamsDropped.inc({ reason }),
   });
+  // Open streams would hold the server open: end them so shutdown can drain.
+  app.addHook('preClose', async () => streams.close());
+  const secret = ctx.config.feedSecret === undefined ? undefined : digest(ctx.config.feedSecret);
 
   app.get<{ Querystring: { since?: string } }>(
     '/auth/revocations',
     {
       schema: {
         tags: ['revocation'],
-        summary: 'Sessions revoked within the last access-token lifetime (JSON, or SSE with Accept: text/event-stream)',
+        summary: 'Sessions revoked within the last access-token lifetime, a page at a time (JSON), or streamed (SSE with Accept: text/event-stream)',
         querystring: {
           type: 'object',
-          properties: { since: { type: 'string', pattern: '^[0-9]{1,15}$', description: 'the cursor of a previous answer or event id' } },
+          properties: { since: { type: 'string', maxLength: 64, description: 'the cursor of a previous page, or the id of the last event' } },
           additionalProperties: false,
         },
+        ...(secret ? { security: [{ bearer: [] }] } : {}),
         response: {
           200: {
             type: 'object',
-            properties: { revocations: { type: 'array', items: revocationSchema }, cursor: { type: 'string' } },
-            required: ['revocations', 'cursor'],
+            properties: {
+              revocations: { type: 'array', items: revocationSchema },
+              cursor: { type: 'string', description: 'opaque: pass it back as ?since= for what comes next' },
+              more: { type: 'boolean', description: 'true when the next page is already there: ask again at once' },
+            },
+            required: ['revocations', 'cursor', 'more'],
           },
-          ...errorResponses('invalid_request', 'unavailable'),
+          ...errorResponses('invalid_request', 'invalid_token', 'rate_limited', 'unavailable'),
         },
       },
     },
     async (request, reply) => {
+      if (secret && !presentsSecret(request, secret)) throw new TesseraError('invalid_token', 'The revocation feed needs its secret: Authorization: Bearer <feed secret>.');
       const lastEventId = request.headers['last-event-id'];
-      const cursorText = request.query.since ?? (typeof lastEventId === 'string' && /^[0-9]{1,15}$/.test(lastEventId) ? lastEventId : undefined);
-      const since = cursorText === undefined ? undefined : Number(cursorText);
-      const backlog = await ctx.revocations.since(since);
-      const cursor = String(backlog.reduce((max, r) => Math.max(max, r.revokedAt.getTime()), since ?? 0));
+      const after = await hub.parseCursor(request.query.since ?? (typeof lastEventId === 'string' ? lastEventId : undefined));
       if (!(request.headers.accept ?? '').includes('text/event-stream')) {
-        return { revocations: backlog.map(toJson), cursor };
+        const slice = await hub.page(after);
+        return { revocations: slice.revocations.map(revocationJson), cursor: hub.cursor(slice.after), more: slice.more };
       }
-      return stream(request, reply, backlog);
+      const address = addressGroup(request.ip);
+      const admission = streams.admit(address);
+      if (!admission.ok) {
+        ctx.metrics.feedStreamsRefused.inc({ scope: admission.scope });
+        throw admission.scope === 'address'
+          ? new TesseraError('rate_limited', 'Too many revocation streams from this address: page the JSON feed instead.', { retryAfter: 30 })
+          : new TesseraError('unavailable', 'This instance holds all the revocation streams it can: page the JSON feed instead.', { retryAfter: 30 });
+      }
+      reply.hijack();
+      streams.open(reply.raw, address, after);
     },
   );
-
-  function stream(request: FastifyRequest, reply: FastifyReply, backlog: Revocation[]) {
-    const send = (r: Revocation) => reply.raw.write(`event: revoked\nid: ${r.revokedAt.getTime()}\ndata: ${JSON.stringify(toJson(r))}\n\n`);
-    const buffered: Revocation[] = [];
-    const unsubscribe = ctx.revocations.subscribe((r) => buffered.push(r));
-    if (!unsubscribe) {
-      return reply.code(503).header('retry-after', '30').send({ error: 'unavailable', message: 'Too many revocation subscribers on this instance.' });
-    }
-    reply.hijack();
-    reply.raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    streams.add(reply);
-    // Catch up first, then live: events that arrived meanwhile were buffered.
-    for (const r of backlog) send(r);
-    for (const r of buffered) send(r);
-    unsubscribe();
-    const live = ctx.revocations.subscribe(send) ?? (() => {});
-    const heartbeat = () => reply.raw.write(`event: heartbeat\ndata: {"at":"${new Date(ctx.now()).toISOString()}"}\n\n`);
-    heartbeat();
-    const timer = setInterval(heartbeat, options.heartbeatSeconds * 1000);
-    timer.unref();
-    request.raw.on('close', () => {
-      clearInterval(timer);
-      live();
-      streams.delete(reply);
-    });
-  }
+  return streams;
 }
 
-function toJson(r: Revocation) {
-  return { session_id: r.sessionId, revoked_at: r.revokedAt.toISOString(), remember_until: r.rememberUntil.toISOString() };
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Compares digests, so neither the secret's length nor its content leaks through timing. */
+function presentsSecret(request: FastifyRequest, secret: Buffer): boolean {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Bearer ([\x21-\x7e]+)$/i.exec(header) : null;
+  return timingSafeEqual(digest(match?.[1] ?? ''), secret);
 }
