@@ -107,7 +107,7 @@ describe('the README cluster: two instances behind the repository nginx.conf, on
     const block = compose.slice(compose.indexOf('tessera-a:'), compose.indexOf('tessera-b:'));
     const keys = [...block.matchAll(/^ {6}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]!);
     assert.ok(keys.length >= 4, `found ${keys.join(', ')}`);
-    const known = new Set(Object.values(SERVE_FLAGS).map((flag) => flag.env));
+    const known = new Set<string>(Object.values(SERVE_FLAGS).map((flag) => flag.env));
     for (const key of keys) assert.ok(known.has(key), `${key} is not read by tessera serve`);
     const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
     for (const key of ['HOST', 'PORT']) {

@@ -1,13 +1,17 @@
 import type { AuthClient } from './create_auth_client.js';
 import { RETRYABLE_TOKEN_CODES } from './create_auth_client.js';
 
-/** The parts of an axios instance this needs (no dependency on axios itself). */
-interface AxiosLike {
+/**
+ * The parts of an axios instance this needs (no dependency on axios itself). `C` is
+ * the instance's own request-config type, so an `AxiosInstance` fits as it is.
+ */
+interface AxiosLike<C> {
   interceptors: {
-    request: { use(onFulfilled: (config: AxiosConfig) => AxiosConfig | Promise<AxiosConfig>): number; eject(id: number): void };
-    response: { use(onFulfilled: (response: unknown) => unknown, onRejected: (error: AxiosErrorLike) => unknown): number; eject(id: number): void };
+    request: { use(onFulfilled: (config: C) => C | Promise<C>): number; eject(id: number): void };
+    // biome-ignore lint/suspicious/noExplicitAny: axios types the rejection handler's argument as any
+    response: { use(onFulfilled: (response: any) => any, onRejected: (error: any) => any): number; eject(id: number): void };
   };
-  request(config: AxiosConfig): Promise<unknown>;
+  request(config: NoInfer<C>): Promise<unknown>;
 }
 interface AxiosConfig {
   headers?: Record<string, unknown> & { set?: (name: string, value: string) => void };
@@ -30,11 +34,11 @@ interface AxiosErrorLike {
  * withAuth(api, auth)
  * const { data } = await api.get('/api/profile')
  */
-export function withAuth(instance: AxiosLike, client: AuthClient): () => void {
+export function withAuth<C extends object>(instance: AxiosLike<C>, client: AuthClient): () => void {
   const requestId = instance.interceptors.request.use(async (config) => {
     if (!client.getAccessToken()) await client.getSession();
     const token = client.getAccessToken();
-    if (token) setHeader(config, 'Authorization', `Bearer ${token}`);
+    if (token) setHeader(config as AxiosConfig, 'Authorization', `Bearer ${token}`);
     return config;
   });
   const responseId = instance.interceptors.response.use(
@@ -51,7 +55,7 @@ export function withAuth(instance: AxiosLike, client: AuthClient): () => void {
       if (!fresh) throw error;
       config._tesseraRetried = true;
       setHeader(config, 'Authorization', `Bearer ${fresh}`);
-      return instance.request(config);
+      return instance.request(config as C);
     },
   );
   return () => {

@@ -180,7 +180,8 @@ describe('cookie mode', () => {
 
   test('a cross-site request cannot use the cookie (Origin or Sec-Fetch-Site), and nothing rotates', async () => {
     const { cookie, body } = await cookieLogin();
-    for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+    const crossSite: Record<string, string>[] = [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }];
+    for (const headers of crossSite) {
       const res = await fetch(`${t.url}/auth/refresh`, { method: 'POST', headers: { cookie: cookiePair(cookie), ...headers } });
       assert.equal(res.status, 400);
       assert.equal((await res.json()).error, 'invalid_request');

@@ -1,31 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { readEvents } from '../../../test/support/revocation_feed.js';
 import { signUp, startTestServer, type TestServer } from '../../../test/support/test_server.js';
-
-/** Reads SSE events from a streaming response until `until` says stop or the timeout passes. */
-async function readEvents(
-  response: Response,
-  until: (events: { event: string; data: string; id?: string }[]) => boolean,
-  timeoutMs = 3000,
-) {
-  const events: { event: string; data: string; id?: string }[] = [];
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  const deadline = Date.now() + timeoutMs;
-  while (!until(events) && Date.now() < deadline) {
-    const chunk = await Promise.race([reader.read(), new Promise<null>((r) => setTimeout(() => r(null), deadline - Date.now()))]);
-    if (!chunk || chunk.done) break;
-    buffer += chunk.value;
-    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const fields = Object.fromEntries(block.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]));
-      events.push({ event: fields.event ?? 'message', data: fields.data ?? '', id: fields.id });
-    }
-  }
-  await reader.cancel();
-  return events;
-}
 
 describe('revocation feed', () => {
   let t: TestServer;

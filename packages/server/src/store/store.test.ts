@@ -169,8 +169,9 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     test('single-session policy ends the other sessions in the login transaction', async () => {
       const user = await newUser();
       const a = await newSession(user);
-      const { revoked } = await store.createSession({ session: { id: randomUUID(), user, client }, token: token(1), single: true, now: at(1) });
-      assert.deepEqual(revoked, [a.id]);
+      const opened = await store.createSession({ session: { id: randomUUID(), user, client }, token: token(1), single: true, now: at(1) });
+      assert.ok(opened.opened);
+      assert.deepEqual(opened.revoked, [a.id]);
       assert.equal((await store.getSessionWithUser(a.id))?.session.revokedReason, 'policy_single');
     });
 

@@ -95,7 +95,6 @@ export class Store {
       const value = await fn(
         tx,
         async (entry) => {
-          await insertAudit(tx, now, entry);
           written.push(entry);
         },
         async (where, params, reason) => {
@@ -104,6 +103,9 @@ export class Store {
           return ids;
         },
       );
+      // One statement for all of the transaction's audit rows (a logout-all of thousands
+      // of sessions is two statements, not thousands), then the feed's numbering last.
+      if (written.length > 0) await insertAudit(tx, now, written);
       if (revoked.length > 0) await numberRevocations(tx, revoked);
       return value;
     });
@@ -432,7 +434,7 @@ export class Store {
     now: Date;
     audit: Omit<AuditEntry, 'event' | 'outcome'>;
   }): Promise<boolean> {
-    return this.#write(input.now, async (tx, log, revoke) => {
+    return this.#write(input.now, async (_tx, log, revoke) => {
       const where = input.userId === undefined ? 'id = $1' : 'id = $1 AND user_id = $2';
       const params = input.userId === undefined ? [input.sessionId] : [input.sessionId, input.userId];
       const revoked = await revoke(where, params, input.reason);
@@ -449,7 +451,7 @@ export class Store {
     now: Date;
     audit: Omit<AuditEntry, 'event' | 'outcome'>;
   }): Promise<string[]> {
-    return this.#write(input.now, async (tx, log, revoke) => {
+    return this.#write(input.now, async (_tx, log, revoke) => {
       const revoked = await revoke('user_id = $1', [input.userId], input.reason);
       for (const id of revoked) await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: id, reason: input.reason });
       return revoked;
@@ -677,11 +679,12 @@ async function numberRevocations(tx: Queryable, sessionIds: string[]): Promise<v
   );
 }
 
-async function insertAudit(tx: Queryable, at: Date, e: AuditEntry): Promise<void> {
+async function insertAudit(tx: Queryable, at: Date, entries: AuditEntry[]): Promise<void> {
+  const column = <K extends keyof AuditEntry>(key: K) => entries.map((e) => e[key] ?? null);
   await tx.query(
     `${INSERT_AUDIT}
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-    [at, e.event, e.userId ?? null, e.username ?? null, e.sessionId ?? null, e.ip ?? null, e.userAgent ?? null, e.outcome, e.reason ?? null],
+     SELECT $1::timestamptz, * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[])`,
+    [at, column('event'), column('userId'), column('username'), column('sessionId'), column('ip'), column('userAgent'), column('outcome'), column('reason')],
   );
 }
 
