@@ -31,7 +31,7 @@ export async function startRedis(): Promise<RedisServer> {
     start,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (!child || child.exitCode !== null) return resolve();
+        if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGKILL');
       }),
