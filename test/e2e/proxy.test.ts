@@ -75,6 +75,8 @@ const post = async (url: string, body: unknown, headers: Record<string, string> 
   return { status: res.status, body: res.status === 204 ? undefined : ((await res.json().catch(() => undefined)) as Record<string, unknown>) };
 };
 
+const FEED_SECRET = 'proxy-test-feed-secret-0123456789';
+
 describe('the README cluster: two instances behind the repository nginx.conf, on PostgreSQL and Redis', () => {
   let postgres: PostgresServer;
   let redis: RedisServer;
@@ -92,6 +94,7 @@ describe('the README cluster: two instances behind the repository nginx.conf, on
       TESSERA_ISSUER: 'http://localhost:8080',
       TESSERA_TRUST_PROXY: 'true',
       TESSERA_RATE_LIMIT: 'ip=20/1m,user=100/1m',
+      TESSERA_FEED_SECRET: FEED_SECRET,
     };
     [a, b] = await Promise.all([serveProcess([], env), serveProcess([], env)]);
     proxy = await startNginx([new URL(a.url).host, new URL(b.url).host]);
@@ -135,7 +138,9 @@ describe('the README cluster: two instances behind the repository nginx.conf, on
     const username = `feed-${process.pid}`;
     await post(`${proxy.url}/auth/register`, { username, password: 'long enough pw' });
     const abort = new AbortController();
-    const feed = await fetch(`${proxy.url}/auth/revocations`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
+    const stranger = await fetch(`${proxy.url}/auth/revocations`, { headers: { accept: 'text/event-stream' } });
+    assert.equal(stranger.status, 401, 'the feed answers only its secret');
+    const feed = await fetch(`${proxy.url}/auth/revocations`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${FEED_SECRET}` }, signal: abort.signal });
     assert.equal(feed.status, 200);
     const reader = feed.body!.pipeThrough(new TextDecoderStream()).getReader();
     try {

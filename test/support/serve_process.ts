@@ -9,6 +9,8 @@ export const QUIET_ENV = { TESSERA_LOG_LEVEL: 'silent', TESSERA_RATE_LIMIT: 'ip=
 export interface ServeProcess {
   child: ChildProcess;
   url: string;
+  /** Everything it printed to stdout so far (the log lines included). */
+  output(): string;
   /** SIGTERM, resolving to the exit code. */
   stop(): Promise<number | null>;
 }
@@ -18,8 +20,8 @@ export async function serveProcess(args: string[], env: Record<string, string> =
   const child = spawn(process.execPath, [TESSERA_BIN, 'serve', '--port', '0', ...args], { env: { ...process.env, ...QUIET_ENV, ...env } });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
+  let out = '';
   const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
     child.stdout!.on('data', (d) => {
       out += d;
       const match = /listening on (http:\/\/\S+)/.exec(out);
@@ -30,6 +32,7 @@ export async function serveProcess(args: string[], env: Record<string, string> =
   return {
     child,
     url,
+    output: () => out,
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve(child.exitCode);

@@ -10,6 +10,8 @@ export interface BusinessApiOptions {
   authUrl?: string;
   /** The `aud` this API accepts. Default `tessera-api`. */
   audience?: string;
+  /** The auth server's `--feed-secret`, when it has one. */
+  feedSecret?: string;
   /** Browser origins allowed to call this API (the web app). Default: the auth server's. */
   corsOrigins?: string[];
   clock?: () => number;
@@ -27,7 +29,7 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
     issuer,
     audience: options.audience ?? 'tessera-api',
     jwksUri: `${authUrl}/.well-known/jwks.json`,
-    revocation: { url: `${authUrl}/auth/revocations` },
+    revocation: { url: `${authUrl}/auth/revocations`, secret: options.feedSecret },
     // A client calls with the same access token until it refreshes: verify it once.
     // Logouts still apply at once (the revocation check runs on every cache hit).
     cache: true,
@@ -41,6 +43,12 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
   app.addHook('onClose', async () => verifier.close());
 
   app.get('/api/public', async () => ({ message: 'Anyone can read this.' }));
+
+  // Ready once the revocation feed has been read: before that a logout might not be known yet.
+  app.get('/readyz', async (_request, reply) => {
+    const feed = verifier.revocationStatus()!;
+    return reply.code(feed.caughtUp && !feed.stale ? 200 : 503).send({ revocation_feed: feed });
+  });
 
   app.get('/api/profile', { preHandler: app.tessera.requireAuth }, async (request) => {
     const auth = request.auth!;

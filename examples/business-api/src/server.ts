@@ -7,6 +7,7 @@ const app = await buildBusinessApi({
   issuer: process.env.TESSERA_ISSUER ?? 'http://localhost:4000',
   authUrl: process.env.TESSERA_AUTH_URL,
   audience: process.env.TESSERA_AUDIENCE,
+  feedSecret: process.env.TESSERA_FEED_SECRET || undefined,
 });
 await app.listen({ port, host });
 process.stdout.write(`Example business API listening on http://${host}:${port} (GET /api/public, /api/profile, /api/admin)\n`);

@@ -90,10 +90,11 @@ export interface Verifier {
   prefetch(): Promise<void>;
   /**
    * How the revocation feed is followed right now (`undefined` without `revocation`):
-   * streaming or paging the JSON feed, how many revoked sessions are remembered, and
-   * whether the feed counts as down. For a health endpoint.
+   * streaming or paging the JSON feed, whether it has been read to its end yet, how
+   * many revoked sessions are remembered, and whether the feed counts as down. For a
+   * health endpoint.
    */
-  revocationStatus(): { mode: 'stream' | 'poll'; remembered: number; stale: boolean } | undefined;
+  revocationStatus(): { mode: 'stream' | 'poll'; caughtUp: boolean; remembered: number; stale: boolean } | undefined;
   /** Stops following the revocation feed. */
   close(): void;
 }
@@ -252,7 +253,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
       feed?.close();
     },
     revocationStatus() {
-      return feed && { mode: feed.mode, remembered: feed.size, stale: feed.isStale() };
+      return feed && { mode: feed.mode, caughtUp: feed.caughtUp, remembered: feed.size, stale: feed.isStale() };
     },
     verify,
   });

@@ -96,6 +96,11 @@ export class RevocationFeed {
     return this.#answered;
   }
 
+  /** Whether the feed has been read to its end at least once. */
+  get caughtUp(): boolean {
+    return this.#upToDate !== undefined;
+  }
+
   /** How it follows the feed right now: an event stream, or paging the JSON feed. */
   get mode(): 'stream' | 'poll' {
     return this.#mode;
@@ -128,7 +133,8 @@ export class RevocationFeed {
   }
 
   async #loop(): Promise<void> {
-    let backoff = 1000;
+    // Quick first retries: an auth server that starts beside this one is up in a moment.
+    let backoff = 250;
     while (this.#running) {
       let pause = 0;
       try {
@@ -141,7 +147,7 @@ export class RevocationFeed {
           await this.#page();
           pause = this.#options.pollIntervalMs;
         }
-        backoff = 1000;
+        backoff = 250;
       } catch (error) {
         if (!this.#running) return;
         if (error instanceof FeedRefusal && error.status === 400) {
