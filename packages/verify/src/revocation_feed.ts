@@ -176,8 +176,8 @@ export class RevocationFeed {
     return url;
   }
 
-  async #request(accept: string): Promise<Response> {
-    const response = await this.#options.fetch(this.#url(), { headers: this.#headers(accept), signal: this.#abort.signal, redirect: 'error' });
+  async #request(accept: string, signal: AbortSignal = this.#abort.signal): Promise<Response> {
+    const response = await this.#options.fetch(this.#url(), { headers: this.#headers(accept), signal, redirect: 'error' });
     this.#resolveAnswered();
     if (!response.ok) {
       await response.body?.cancel();
@@ -202,7 +202,28 @@ export class RevocationFeed {
 
   /** Follows the event stream until it ends: the backlog, a heartbeat (up to date), then live revocations. */
   async #follow(): Promise<void> {
-    const response = await this.#request('text/event-stream');
+    // A connection that goes silent (a half-open socket, a proxy that stopped passing
+    // data) would never end by itself: with no byte for two thirds of maxStaleness
+    // (heartbeats come every 10 s), drop it and reconnect before the verifier goes stale.
+    const connection = new AbortController();
+    const onClose = () => connection.abort();
+    this.#abort.signal.addEventListener('abort', onClose, { once: true });
+    const silenceMs = Math.max(5_000, (this.#options.maxStaleness * 1000 * 2) / 3);
+    let watchdog = setTimeout(onClose, silenceMs);
+    const fed = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(onClose, silenceMs);
+    };
+    try {
+      await this.#stream(connection.signal, fed);
+    } finally {
+      clearTimeout(watchdog);
+      this.#abort.signal.removeEventListener('abort', onClose);
+    }
+  }
+
+  async #stream(signal: AbortSignal, fed: () => void): Promise<void> {
+    const response = await this.#request('text/event-stream', signal);
     if (!response.body) throw new Error('revocation feed: no body');
     let caughtUp = false;
     const parser = createParser({
@@ -226,6 +247,7 @@ export class RevocationFeed {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      fed();
       parser.feed(value);
       this.#prune();
     }

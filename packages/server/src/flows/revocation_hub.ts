@@ -65,6 +65,7 @@ export class RevocationHub {
   #reading: Promise<void> | undefined;
   #readAgain = false;
   #start: { value: number; at: number } | undefined;
+  #failing = false;
 
   private constructor(options: RevocationHubOptions, epoch: string, head: number) {
     this.#options = { pollIntervalMs: 1000, pageSize: FEED_PAGE_SIZE, tailSize: 10_000, ...options, log: options.log };
@@ -196,9 +197,13 @@ export class RevocationHub {
         this.#trim();
         if (this.#head !== before) for (const listener of this.#listeners) listener();
       } while (this.#readAgain);
+      if (this.#failing) this.#options.log?.info('revocation feed: reading the database again');
+      this.#failing = false;
     } catch (error) {
-      // The database is down: the next poll tries again, and readers see no new rows meanwhile.
-      this.#options.log?.warn({ err: error }, 'revocation feed: reading new revocations failed');
+      // The database is down: the next poll tries again, and readers see no new rows
+      // meanwhile (nor can anyone revoke). Said once per outage, not every second.
+      if (!this.#failing) this.#options.log?.warn({ err: error }, 'revocation feed: reading new revocations failed');
+      this.#failing = true;
     }
   }
 
