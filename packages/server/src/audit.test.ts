@@ -70,3 +70,17 @@ test('every audit event of the contract is written, as a row and a JSON log line
     await t.close();
   }
 });
+
+test('a logout names its user in the audit row, with an access token or a refresh token, so an audit search by username finds it', async () => {
+  const t = await startTestServer();
+  try {
+    const a = await signUp(t);
+    const second = await t.call('POST', '/auth/login', { body: { username: a.username, password: a.password } });
+    assert.equal((await t.call('POST', '/auth/logout', { token: a.pair.access_token })).status, 204);
+    assert.equal((await t.call('POST', '/auth/logout', { token: second.body.refresh_token })).status, 204);
+    const rows = await t.server.context.store.listAudit({ username: a.username, event: 'session.revoked', limit: 10 });
+    assert.deepEqual(rows.map((r) => r.sessionId).sort(), [a.pair.session_id, second.body.session_id].sort());
+  } finally {
+    await t.close();
+  }
+});

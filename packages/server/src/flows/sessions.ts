@@ -25,7 +25,7 @@ export async function logout(ctx: AuthContext, input: { token: string; client: C
     userId: claims.sub,
     reason: 'logout',
     now: new Date(ctx.now()),
-    audit: { userId: claims.sub, ip: input.client.ip, userAgent: input.client.userAgent },
+    audit: { userId: claims.sub, username: 'username' in claims ? claims.username : undefined, ip: input.client.ip, userAgent: input.client.userAgent },
   });
 }
 

@@ -434,12 +434,19 @@ export class Store {
     now: Date;
     audit: Omit<AuditEntry, 'event' | 'outcome'>;
   }): Promise<boolean> {
-    return this.#write(input.now, async (_tx, log, revoke) => {
+    return this.#write(input.now, async (tx, log, revoke) => {
       const where = input.userId === undefined ? 'id = $1' : 'id = $1 AND user_id = $2';
       const params = input.userId === undefined ? [input.sessionId] : [input.sessionId, input.userId];
       const revoked = await revoke(where, params, input.reason);
       if (revoked.length === 0) return false;
-      await log({ ...input.audit, event: 'session.revoked', outcome: 'success', sessionId: input.sessionId, reason: input.reason });
+      // A logout with a refresh token knows only the user id: name the user in the row,
+      // so that `tessera audit --username` finds it.
+      let username = input.audit.username;
+      if (username === undefined && input.audit.userId) {
+        const { rows } = await tx.query<{ username: string }>('SELECT username FROM users WHERE id = $1', [input.audit.userId]);
+        username = rows[0]?.username;
+      }
+      await log({ ...input.audit, username, event: 'session.revoked', outcome: 'success', sessionId: input.sessionId, reason: input.reason });
       return true;
     });
   }
