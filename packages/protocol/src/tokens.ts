@@ -20,6 +20,8 @@ export interface AccessTokenClaims {
   sid: string;
   username: string;
   roles: string[];
+  /** The client the token was issued to (RFC 9068 §2.2; the server's `--client-id`). Absent only in tokens from before it was added. */
+  client_id?: string;
 }
 
 /** Claims of a Tessera refresh token: ids only, no name and no roles. */

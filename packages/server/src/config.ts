@@ -29,8 +29,10 @@ export interface ServerOptions {
   redisUrl?: string;
   /** `iss` of every token. Default `http://localhost:<port>`. */
   issuer?: string;
-  /** `aud` of access tokens. Default `tessera-api`. */
+  /** `aud` of access tokens. Default `tessera-api`. Never the issuer (that is the refresh token's audience). */
   audience?: string;
+  /** `client_id` of access tokens (RFC 9068). Default `tessera`. */
+  clientId?: string;
   /** Signing algorithm of new keys. Default `RS256`. */
   alg?: SigningAlgorithm;
   /** Access token lifetime: seconds or `15m` style. Default 15 minutes. */
@@ -100,6 +102,7 @@ export interface ServerConfig {
   redisUrl: string | undefined;
   issuer: string | undefined;
   audience: string;
+  clientId: string;
   alg: SigningAlgorithm;
   accessTtl: number;
   refreshTtl: number;
@@ -132,6 +135,7 @@ export const DEFAULTS = {
   dataDir: './.tessera',
   databasePoolSize: 10,
   audience: 'tessera-api',
+  clientId: 'tessera',
   alg: 'RS256',
   accessTtl: '15m',
   refreshTtl: '30d',
@@ -180,6 +184,16 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('issuer: expected an http(s) URL');
   }
+  const audience = options.audience ?? DEFAULTS.audience;
+  if (audience.length === 0) throw new TypeError('audience: must not be empty');
+  // A refresh token's aud is the issuer: were the access audience the same, a library
+  // that does not check typ (PyJWT, Authlib) would take a refresh token for an access token.
+  const knownIssuer = issuer ?? (port === 0 ? undefined : `http://localhost:${port}`);
+  if (knownIssuer !== undefined && sameUrl(audience, knownIssuer)) {
+    throw new TypeError('audience: must differ from the issuer (the issuer is the audience of refresh tokens)');
+  }
+  const clientId = options.clientId ?? DEFAULTS.clientId;
+  if (!/^[\x21-\x7e]{1,200}$/.test(clientId)) throw new TypeError('clientId: expected 1..200 printable characters without spaces');
   const databaseUrl = options.databaseUrl || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new TypeError('databaseUrl: expected postgres://… or postgresql://…');
@@ -201,7 +215,8 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     databasePoolSize,
     redisUrl: options.redisUrl || undefined,
     issuer: issuer?.replace(/\/+$/, ''),
-    audience: options.audience ?? DEFAULTS.audience,
+    audience,
+    clientId,
     alg,
     accessTtl,
     refreshTtl,
@@ -226,6 +241,11 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     retention,
     clock: options.clock ?? systemClock,
   });
+}
+
+/** Whether two URLs name the same thing, trailing slashes aside. */
+export function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
 }
 
 function positiveInt(name: string, value: number): number {

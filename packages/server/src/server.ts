@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { MEMORY_DATA_DIR, type RateLimit, type ServerConfig, type ServerOptions, resolveConfig } from './config.js';
+import { MEMORY_DATA_DIR, type RateLimit, type ServerConfig, type ServerOptions, resolveConfig, sameUrl } from './config.js';
 import type { AuthContext } from './flows/context.js';
 import { ADMIN_SOCKET, startAdminChannel } from './admin_channel.js';
 import { buildApp } from './http/build_app.js';
@@ -120,6 +120,9 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         const address = app.server.address();
         const port = typeof address === 'object' && address ? address.port : config.port;
         issuer ??= `http://localhost:${port}`;
+        if (sameUrl(config.audience, issuer)) {
+          throw new TypeError('audience: must differ from the issuer (the issuer is the audience of refresh tokens)');
+        }
         if (config.feedSecret === undefined && !isLoopback(config.host)) {
           log.warn(
             { host: config.host },

@@ -10,7 +10,7 @@ const isNumber = (value: unknown): value is number => typeof value === 'number' 
  */
 export function checkAccessClaims(payload: Record<string, unknown>, nowMs: number, tolerance: number): AccessTokenClaims {
   const now = Math.floor(nowMs / 1000);
-  const { exp, nbf, iat, sub, jti, sid, username, roles, aud } = payload;
+  const { exp, nbf, iat, sub, jti, sid, username, roles, aud, client_id } = payload;
   // iss and aud were matched by the engine; both engines also insist on their shape.
   if (!(typeof aud === 'string' || (Array.isArray(aud) && aud.every((a) => typeof a === 'string')))) throw new TesseraError('invalid_token');
   if (!isNumber(exp) || !isNumber(iat)) throw new TesseraError('invalid_token');
@@ -20,5 +20,6 @@ export function checkAccessClaims(payload: Record<string, unknown>, nowMs: numbe
     throw new TesseraError('invalid_token');
   }
   if (!Array.isArray(roles) || !roles.every((role) => typeof role === 'string')) throw new TesseraError('invalid_token');
+  if (client_id !== undefined && typeof client_id !== 'string') throw new TesseraError('invalid_token');
   return payload as unknown as AccessTokenClaims;
 }

@@ -28,6 +28,7 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     redisUrl: values['redis-url'],
     issuer: values.issuer,
     audience: values.audience,
+    clientId: values['client-id'],
     alg: oneOf('alg', ['RS256', 'PS256', 'ES256', 'EdDSA'] as const),
     accessTtl: values['access-ttl'],
     refreshTtl: values['refresh-ttl'],
@@ -74,7 +75,17 @@ export async function serve(values: Partial<Record<ServeFlag, string>>, out: Nod
     if (error instanceof TypeError) throw new UsageError(error.message);
     throw error;
   }
-  const url = await server.listen();
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (error) {
+    // An option only checkable once the port is known (the audience against the issuer).
+    if (error instanceof TypeError) {
+      await server.close();
+      throw new UsageError(error.message);
+    }
+    throw error;
+  }
   out.write(`Tessera auth server listening on ${url} (issuer ${server.context.issuer()})\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {

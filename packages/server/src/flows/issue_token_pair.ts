@@ -23,6 +23,7 @@ export async function issueTokenPair(
     signAccessToken(ctx.keys, {
       issuer,
       audience: ctx.config.audience,
+      clientId: ctx.config.clientId,
       userId: input.user.id,
       username: input.user.username,
       roles: input.user.roles,
