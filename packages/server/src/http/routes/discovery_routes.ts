@@ -43,6 +43,8 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
         issuer,
         jwks_uri: `${issuer}/.well-known/jwks.json`,
         token_endpoint: `${issuer}/auth/refresh`,
+        grant_types_supported: ['refresh_token'],
+        token_endpoint_auth_methods_supported: ['none'],
         id_token_signing_alg_values_supported: ctx.keys.algorithms(),
       };
     },

@@ -4,11 +4,11 @@ import type { AuthContext } from '../../flows/context.js';
 import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { login } from '../../flows/login.js';
 import { registerUser } from '../../flows/register_user.js';
-import { rotateRefreshToken } from '../../flows/rotate_refresh_token.js';
 import { logout } from '../../flows/sessions.js';
 import { assertSameOrigin, clearRefreshCookie, readRefreshCookie, setRefreshCookie } from '../refresh_cookie.js';
 import { bearerToken, clientInfo } from '../request_context.js';
 import { errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { refreshRoute } from './refresh_route.js';
 
 interface CredentialsBody {
   username: string;
@@ -77,50 +77,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
-  app.post<{ Body: { refresh_token?: string } | null }>(
-    '/auth/refresh',
-    {
-      // No body at all is the usual case (the token is in a header or the cookie).
-      preValidation: async (request) => {
-        request.body ??= null;
-      },
-      schema: {
-        tags: ['auth'],
-        summary: 'Exchange a refresh token for a new pair',
-        description:
-          'The refresh token comes from Authorization: Bearer, the body, or the cookie (in that order). Every refresh rotates it. ' +
-          'Presenting the token just rotated again within the reuse grace returns the same successor; any other reuse is token_reused and ends the session.',
-        body: {
-          type: ['object', 'null'],
-          properties: { refresh_token: { type: 'string', minLength: 1, maxLength: 8192 } },
-          additionalProperties: false,
-        },
-        security: [{ bearer: [] }, { refreshCookie: [] }],
-        response: {
-          200: { $ref: 'TokenPair#' },
-          ...errorResponses('invalid_request', 'invalid_token', 'token_expired', 'token_revoked', 'token_reused', 'unavailable'),
-        },
-      },
-    },
-    async (request, reply) => {
-      const issuer = ctx.issuer();
-      let token = bearerToken(request) ?? request.body?.refresh_token;
-      const fromCookie = token === undefined;
-      if (fromCookie) {
-        token = readRefreshCookie(request, issuer);
-        if (token === undefined) throw new TesseraError('invalid_token', 'A refresh token is required.');
-        assertSameOrigin(request, issuer);
-      }
-      try {
-        const pair = await rotateRefreshToken(ctx, { refreshToken: token!, client: clientInfo(request) });
-        return sendPair(reply, ctx, pair, fromCookie);
-      } catch (error) {
-        // A dead cookie is of no further use: drop it, so the browser stops sending it.
-        if (fromCookie && error instanceof TesseraError && error.status === 401) clearRefreshCookie(reply, issuer);
-        throw error;
-      }
-    },
-  );
+  refreshRoute(app, ctx);
 
   app.post(
     '/auth/logout',
