@@ -75,6 +75,39 @@ describe('bad input gets a clear error and changes nothing', () => {
     }
   });
 
+  test("the framework's own refusals (URL too long, bad percent-encoding, headers too large, not HTTP) are invalid_request in the contract shape, echoing nothing", async () => {
+    for (const [method, path] of [
+      ['DELETE', `/auth/sessions/${'a'.repeat(5000)}`],
+      ['GET', '/auth/%ff%fe'],
+      ['DELETE', '/auth/sessions/%ff%fe'],
+    ] as const) {
+      const res = await fetch(t.url + path, { method });
+      assert.equal(res.status, 400, path.slice(0, 40));
+      const body = (await res.json()) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body).sort(), ['error', 'message']);
+      assert.equal(body.error, 'invalid_request');
+      assert.doesNotMatch(String(body.message), /aaaa|%ff|sessions/, 'the URL is not echoed');
+    }
+    const { connect } = await import('node:net');
+    const raw = (data: string) =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(t.url).port), '127.0.0.1');
+        let out = '';
+        socket.on('data', (d) => (out += d));
+        socket.on('close', () => resolve(out));
+        socket.on('error', () => resolve(out));
+        socket.write(data);
+      });
+    for (const request of [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(100_000)}\r\n\r\n`, 'NOT HTTP AT ALL\r\n\r\n']) {
+      const answer = await raw(request);
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body).sort(), ['error', 'message']);
+      assert.equal(body.error, 'invalid_request');
+      assert.doesNotMatch(answer, /bbbb/);
+    }
+  });
+
   test('no user enumeration: unknown user and wrong password get the same body after the same work', async () => {
     const { username } = await signUp(t);
     const unknown = await t.call('POST', '/auth/login', { body: { username: uniqueName('ghost'), password: 'whatever password' } });

@@ -40,6 +40,30 @@ const DRAIN_GRACE_MS = 300;
 /** Request bodies here are a name and a password: 16 KiB is plenty, anything larger is refused. */
 const BODY_LIMIT = 16 * 1024;
 
+/**
+ * Node's HTTP parser refused the bytes on a connection (headers over the size limit,
+ * not HTTP at all, a request too slow to arrive): answer in the contract's shape if
+ * the socket can still take it, then close it. Nothing of the request is echoed.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy(error);
+    return;
+  }
+  const message =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? 'The request headers are too large.'
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'The request took too long to arrive.'
+        : 'The request is not valid HTTP.';
+  // 400 as the contract's table gives invalid_request, for headers too large as well (not 431).
+  const body = JSON.stringify({ error: 'invalid_request', message });
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** The Fastify application of the auth server: routes only parse, call a flow and map the result. */
 export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   const app = Fastify({
@@ -52,6 +76,15 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // that is what draining means. New connections are refused once the server closes.
     return503OnClosing: false,
     keepAliveTimeout: 5_000,
+    // The router's own refusals answer in the contract's shape, without echoing the URL.
+    frameworkErrors: (error, request, reply) =>
+      sendError(
+        request,
+        reply,
+        new TesseraError('invalid_request', error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A part of the URL is too long.' : 'The URL is not valid (bad percent-encoding).', { cause: error }),
+      ),
+    // Requests Node's parser refuses before Fastify sees them (headers too large, not HTTP).
+    clientErrorHandler: answerClientError,
   });
 
   // An empty body with a JSON content type means "no body" (many clients send the
