@@ -158,6 +158,30 @@ describe('bad input gets a clear error and changes nothing', () => {
     assert.ok(res.body.components.securitySchemes.bearer);
   });
 
+  test('the OpenAPI description is valid for generators: a validator passes it, every operation has a unique operationId, servers, security and its 400', async () => {
+    const { Validator } = await import('@seriousme/openapi-schema-validator');
+    const doc = (await t.call('GET', '/openapi.json')).body;
+    const result = await new Validator().validate(structuredClone(doc));
+    assert.ok(result.valid, JSON.stringify(result.errors)?.slice(0, 1000));
+    assert.deepEqual(doc.servers, [{ url: t.server.context.issuer(), description: 'this auth server' }]);
+    const ids: string[] = [];
+    const publicOps = new Set(['register', 'login', 'getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics', 'listRevocations']);
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { operationId?: string; security?: unknown[]; responses: Record<string, unknown> }>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        assert.ok(op.operationId, `${method} ${path} has an operationId`);
+        ids.push(op.operationId);
+        if (publicOps.has(op.operationId)) assert.deepEqual(op.security, [], `${op.operationId} says it needs no credentials`);
+        else assert.ok(Array.isArray(op.security) && op.security.length > 0, `${op.operationId} says what it needs`);
+        if (!['getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics'].includes(op.operationId)) {
+          assert.ok(op.responses['400'], `${op.operationId} declares its 400`);
+        }
+      }
+    }
+    assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
+    assert.equal(doc.paths['/auth/refresh'].post.requestBody.required, false, 'refresh needs no body');
+    assert.ok(doc.paths['/auth/refresh'].post.requestBody.content['application/x-www-form-urlencoded'], 'the OAuth form grant is described');
+  });
+
   test('health: healthz and readyz answer 200 while the database does', async () => {
     assert.deepEqual((await t.call('GET', '/healthz')).body, { status: 'ok' });
     assert.equal((await t.call('GET', '/readyz')).status, 200);

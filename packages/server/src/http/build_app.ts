@@ -150,7 +150,7 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
       reply.elapsedTime / 1000,
     );
   });
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_request, reply) => {
+  app.get('/metrics', { schema: { operationId: 'metrics', security: [], tags: ['health'], summary: 'Prometheus metrics' } }, async (_request, reply) => {
     reply.type(ctx.metrics.registry.contentType);
     return ctx.metrics.registry.metrics();
   });

@@ -44,11 +44,12 @@ export const SHARED_SCHEMAS = [
 
 /**
  * Error responses of a route, one entry per status, each listing its codes, so
- * the OpenAPI description shows every code a route can answer with.
+ * the OpenAPI description shows every code a route can answer with. Every route can
+ * answer `invalid_request` (a bad URL, a body that is not JSON) and `internal_error`.
  */
 export function errorResponses(...codes: ErrorCode[]): Record<number, unknown> {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of [...codes, 'internal_error' as const]) {
+  for (const code of new Set<ErrorCode>(['invalid_request', ...codes, 'internal_error'])) {
     const status = ERROR_CODES[code].status;
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }

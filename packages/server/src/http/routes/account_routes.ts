@@ -14,6 +14,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/me',
     {
       schema: {
+        operationId: 'getMe',
         tags: ['account'],
         summary: 'The caller',
         security: bearerSecurity,
@@ -37,6 +38,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/logout-all',
     {
       schema: {
+        operationId: 'logoutAll',
         tags: ['account'],
         summary: 'End every session of the caller',
         security: bearerSecurity,
@@ -53,6 +55,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/sessions',
     {
       schema: {
+        operationId: 'listSessions',
         tags: ['account'],
         summary: "The caller's live sessions, newest first",
         security: bearerSecurity,
@@ -104,6 +107,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/sessions/:id',
     {
       schema: {
+        operationId: 'revokeSession',
         tags: ['account'],
         summary: 'End one of the caller’s sessions',
         security: bearerSecurity,
@@ -124,6 +128,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/password',
     {
       schema: {
+        operationId: 'changePassword',
         tags: ['account'],
         summary: 'Change the password; every other session ends',
         security: bearerSecurity,
@@ -157,6 +162,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/audit',
     {
       schema: {
+        operationId: 'listAuditEvents',
         tags: ['account'],
         summary: "The caller's own security events, newest first",
         security: bearerSecurity,

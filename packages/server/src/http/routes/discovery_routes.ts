@@ -8,6 +8,8 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/.well-known/jwks.json',
     {
       schema: {
+        operationId: 'getJwks',
+        security: [],
         tags: ['discovery'],
         summary: 'Public signing keys (RFC 7517)',
         response: {
@@ -30,6 +32,8 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/.well-known/openid-configuration',
     {
       schema: {
+        operationId: 'getOpenIdConfiguration',
+        security: [],
         tags: ['discovery'],
         summary: 'Where the keys are',
         response: {
@@ -50,18 +54,27 @@ export function discoveryRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
-  app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
+  app.get('/healthz', { schema: { operationId: 'healthz', security: [], tags: ['health'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
 
   app.get(
     '/readyz',
-    { schema: { tags: ['health'], summary: 'The database answers (503 unavailable otherwise)' } },
+    { schema: { operationId: 'readyz', security: [], tags: ['health'], summary: 'The database answers (503 unavailable otherwise)' } },
     async () => {
       await withTimeout(ctx.store.ping(), 2_000);
       return { status: 'ok' };
     },
   );
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true } }, async () => {
+    const document = structuredClone(app.swagger()) as { servers?: unknown; paths: Record<string, Record<string, { requestBody?: { required?: boolean } }>> };
+    // Known only once the server listens (port 0 picks it then).
+    document.servers = [{ url: ctx.issuer(), description: 'this auth server' }];
+    // Fastify's body schema makes the generator mark every body required; refresh needs none
+    // (the token may come from the Authorization header or the cookie).
+    const refresh = document.paths['/auth/refresh']?.post?.requestBody;
+    if (refresh) refresh.required = false;
+    return document;
+  });
 }
 
 

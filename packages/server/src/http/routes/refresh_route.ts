@@ -48,6 +48,7 @@ export function refreshRoute(app: FastifyInstance, ctx: AuthContext): void {
           request.body ??= null;
         },
         schema: {
+          operationId: 'refresh',
           tags: ['auth'],
           summary: 'Exchange a refresh token for a new pair (also the OAuth 2.0 refresh grant)',
           description:
@@ -65,6 +66,7 @@ export function refreshRoute(app: FastifyInstance, ctx: AuthContext): void {
             },
             additionalProperties: false,
           },
+          consumes: ['application/json', FORM],
           security: [{ bearer: [] }, { refreshCookie: [] }, {}],
           response: withOAuthErrors({
             200: { $ref: 'TokenPair#' },

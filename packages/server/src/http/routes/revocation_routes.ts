@@ -38,6 +38,7 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
     '/auth/revocations',
     {
       schema: {
+        operationId: 'listRevocations',
         tags: ['revocation'],
         summary: 'Sessions revoked within the last access-token lifetime, a page at a time (JSON), or streamed (SSE with Accept: text/event-stream)',
         querystring: {
@@ -45,7 +46,7 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
           properties: { since: { type: 'string', maxLength: 64, description: 'the cursor of a previous page, or the id of the last event' } },
           additionalProperties: false,
         },
-        ...(secret ? { security: [{ bearer: [] }] } : {}),
+        security: secret ? [{ bearer: [] }] : [],
         response: {
           200: {
             type: 'object',

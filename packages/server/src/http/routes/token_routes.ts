@@ -22,6 +22,8 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/register',
     {
       schema: {
+        operationId: 'register',
+        security: [],
         tags: ['auth'],
         summary: 'Create an account',
         body: { $ref: 'Credentials#' },
@@ -51,6 +53,8 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/login',
     {
       schema: {
+        operationId: 'login',
+        security: [],
         tags: ['auth'],
         summary: 'Sign in with a username and password',
         description: 'Opens a session and returns its first token pair. With use_cookie, the refresh token is set as an httpOnly cookie.',
@@ -83,6 +87,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/auth/logout',
     {
       schema: {
+        operationId: 'logout',
         tags: ['auth'],
         summary: 'End the session of the presented access or refresh token',
         security: [{ bearer: [] }, { refreshCookie: [] }],
