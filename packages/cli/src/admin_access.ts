@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   ADMIN_SOCKET,
   type AdminRequest,
+  MEMORY_DATA_DIR,
   callAdminChannel,
   type Database,
   DataDirInUseError,
@@ -43,6 +44,8 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
   };
   if (flags['database-url']) return direct(await openPostgresDatabase({ url: flags['database-url'], poolSize: 2 }));
   const dir = flags['data-dir'] ?? './.tessera';
+  // memory:// is an empty database that lives as long as this command: nothing on disk.
+  if (dir === MEMORY_DATA_DIR) return direct(await openPgliteDatabase(undefined));
   let release: () => void;
   try {
     release = lockDataDir(dir);

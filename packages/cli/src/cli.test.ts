@@ -230,3 +230,48 @@ describe('operator commands', () => {
     assert.deepEqual(users.map((u: { username: string }) => u.username), ['op-admin']);
   });
 });
+
+describe('memory:// and terminals', () => {
+  test('--data-dir memory:// keeps nothing on disk for every command (no directory named memory: appears)', async () => {
+    const cwd = tempDir();
+    const inDir = (args: string[], stdin = '') =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, ...args, '--data-dir', 'memory://'], { cwd, env: { ...process.env, ...QUIET } });
+        child.stdin.end(stdin);
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    for (const [args, stdin] of [
+      [['user', 'list'], ''],
+      [['user', 'add', '--username', 'mem-user', '--password-stdin'], 'a long enough password'],
+      [['keys', 'list'], ''],
+      [['audit'], ''],
+      [['migrate'], ''],
+    ] as const) {
+      const result = await inDir([...args], stdin);
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+    }
+    const { readdirSync } = await import('node:fs');
+    assert.deepEqual(readdirSync(cwd), [], 'nothing was written in the working directory');
+  });
+
+  test('on a terminal the log is for people (pino-pretty); piped, it stays JSON', async () => {
+    const line = `${process.execPath} ${BIN} serve --port 0 --data-dir memory://`;
+    const onTerminal = await new Promise<string>((resolve) => {
+      // util-linux's script gives the server a pseudo-terminal for its stdout.
+      const child = spawn('script', ['-qec', line, '/dev/null'], { env: { ...process.env, TESSERA_LOG_LEVEL: 'info' } });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('listening on')) child.kill('SIGTERM');
+      });
+      child.on('close', () => resolve(out));
+    });
+    assert.match(onTerminal, /INFO.*key\.rotated/);
+    assert.doesNotMatch(onTerminal, /\{"level":30/);
+    const piped = await serve(['--data-dir', 'memory://'], { TESSERA_LOG_LEVEL: 'info' });
+    await piped.stop();
+    assert.match(piped.output(), /^\{"level":30,/m);
+  });
+});

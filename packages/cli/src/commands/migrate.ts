@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { lockDataDir, migrate, openPgliteDatabase, openPostgresDatabase } from '@tessera/server';
+import { lockDataDir, MEMORY_DATA_DIR, migrate, openPgliteDatabase, openPostgresDatabase } from '@tessera/server';
 
 /** `tessera migrate`: applies the database migrations and says which. */
 export async function migrateCommand(
@@ -11,6 +11,8 @@ export async function migrateCommand(
   let db: Awaited<ReturnType<typeof openPgliteDatabase>>;
   if (values['database-url']) {
     db = await openPostgresDatabase({ url: values['database-url'], poolSize: 1 });
+  } else if (values['data-dir'] === MEMORY_DATA_DIR) {
+    db = await openPgliteDatabase(undefined);
   } else {
     const dir = values['data-dir'] ?? './.tessera';
     release = lockDataDir(dir);

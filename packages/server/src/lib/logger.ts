@@ -1,8 +1,11 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import pretty from 'pino-pretty';
 
 /**
  * JSON logs with every place a secret could sit redacted. Requests are logged
- * by path only: a query string never reaches a log line.
+ * by path only: a query string never reaches a log line. On a terminal the same
+ * lines are printed for people (pino-pretty); piped or redirected, they stay JSON
+ * for the log pipeline.
  */
 export function createLogger(level: false | string = 'info', stream?: NodeJS.WritableStream): Logger {
   const options: LoggerOptions = {
@@ -40,5 +43,7 @@ export function createLogger(level: false | string = 'info', stream?: NodeJS.Wri
       }),
     },
   };
-  return stream ? pino(options, stream as DestinationStream) : pino(options);
+  if (stream) return pino(options, stream as DestinationStream);
+  if (process.stdout.isTTY) return pino(options, pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  return pino(options);
 }
