@@ -97,11 +97,48 @@ describe('two instances on PostgreSQL with Redis stopped: revocations past a lar
       // The oldest revocation is one of the 2,500 sessions ended by the first logout-all.
       const { rows } = await b.server.context.store.db.query<{ user_id: string }>('SELECT user_id FROM sessions WHERE id = $1', [oldest]);
       const crowdUser = rows[0]!.user_id;
-      const { rows: crowd } = await b.server.context.store.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1 AND feed_position IS NOT NULL ORDER BY feed_position LIMIT 1', [crowdUser]);
+      const { rows: crowd } = await b.server.context.store.db.query<{ id: string }>('SELECT f.session_id AS id FROM revocation_feed f JOIN sessions s ON s.id = f.session_id WHERE s.user_id = $1 ORDER BY f.position LIMIT 1', [crowdUser]);
       assert.equal(crowd[0]!.id, oldest);
       assert.equal(verifier.revocationStatus()!.remembered, 2_502);
     } finally {
       verifier.close();
+    }
+  });
+});
+
+describe('an instance cut off from the database stops vouching for its feed', () => {
+  test('its JSON feed answers 503 and its streams stop their heartbeats, so verifiers go stale instead of trusting it', async () => {
+    const postgres = await startPostgres();
+    const t = await startTestServer({ databaseUrl: await createDatabase(postgres.url, 'cutoff'), issuer: ISSUER, feedHeartbeat: 1 });
+    try {
+      assert.equal((await t.call('GET', '/auth/revocations')).status, 200);
+      const abort = new AbortController();
+      const stream = await fetch(`${t.url}/auth/revocations`, { headers: { accept: 'text/event-stream' }, signal: abort.signal });
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      void (async () => {
+        try {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) return;
+            text += value;
+          }
+        } catch {}
+      })();
+      await postgres.pause();
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      assert.equal((await t.call('GET', '/auth/revocations')).status, 503);
+      const before = (text.match(/event: heartbeat/g) ?? []).length;
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      assert.equal((text.match(/event: heartbeat/g) ?? []).length, before, 'no heartbeat while it cannot read the database');
+      await postgres.resume();
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      assert.ok((text.match(/event: heartbeat/g) ?? []).length > before, 'heartbeats again once it can');
+      assert.equal((await t.call('GET', '/auth/revocations')).status, 200);
+      abort.abort();
+    } finally {
+      await t.close();
+      await postgres.stop();
     }
   });
 });

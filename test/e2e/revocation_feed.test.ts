@@ -68,7 +68,7 @@ describe('the revocation feed past its page size: every revocation, exactly once
     const c = await signUp(t);
     newest = c.pair;
     assert.equal((await t.call('POST', '/auth/logout', { token: newest.access_token })).status, 204);
-    const { rows } = await t.server.context.store.db.query<{ id: string }>('SELECT id FROM sessions WHERE revoked_at IS NOT NULL ORDER BY feed_position');
+    const { rows } = await t.server.context.store.db.query<{ id: string }>('SELECT session_id AS id FROM revocation_feed ORDER BY position');
     revoked = rows.map((r) => r.id);
     assert.equal(revoked.length, PAGE * 3 + 1);
     const { rows: shared } = await t.server.context.store.db.query<{ n: string }>('SELECT count(*)::text AS n FROM sessions GROUP BY revoked_at ORDER BY 1 DESC LIMIT 1');
@@ -282,5 +282,39 @@ describe('--feed-secret', () => {
 
   test('a secret shorter than 16 characters is refused at start', async () => {
     await assert.rejects(startTestServer({ feedSecret: 'short' }), /feedSecret/);
+  });
+});
+
+describe('a database that goes back in time (a restore, a failover to a replica that was behind)', () => {
+  test('the feed starts over under a new epoch: old cursors are refused, and verifiers learn the revocations that reuse old positions', async () => {
+    const t = await startTestServer({ issuer: ISSUER, feedHeartbeat: 1 });
+    const verifier = verifierFor(t, {});
+    try {
+      for (let i = 0; i < 3; i++) {
+        const { pair } = await signUp(t);
+        await t.call('POST', '/auth/logout', { token: pair.access_token });
+      }
+      await verifier.prefetch();
+      const { cursor } = await pageAll(t.url);
+      // What a restored backup taken after the first logout looks like to the feed.
+      const db = t.server.context.store.db;
+      await db.query('DELETE FROM revocation_feed WHERE position > 1');
+      await db.query('UPDATE revocation_counter SET position = 1');
+      const reborn = [];
+      for (let i = 0; i < 3; i++) {
+        const { pair } = await signUp(t);
+        await t.call('POST', '/auth/logout', { token: pair.access_token });
+        reborn.push(pair);
+      }
+      for (const pair of reborn) assert.ok((await refusedWithin(verifier, pair.access_token, 3000)) < 3000, 'the verifier learned it');
+      const stale = await t.call('GET', `/auth/revocations?since=${cursor}`);
+      assert.equal(stale.status, 400, 'a cursor from before the restore is foreign now');
+      const fresh = await pageAll(t.url);
+      for (const pair of reborn) assert.ok(fresh.rows.some((r) => r.session_id === pair.session_id));
+      assert.notEqual(fresh.cursor.split('.')[0], cursor.split('.')[0]);
+    } finally {
+      verifier.close();
+      await t.close();
+    }
   });
 });

@@ -297,7 +297,8 @@ function validateRevocation(revocation: VerifierOptions['revocation']): Revocati
     }
   }
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) throw new TypeError('createVerifier: revocation.secret must be a non-empty string');
-  if (maxStaleness !== undefined && (!Number.isFinite(maxStaleness) || maxStaleness <= 0)) throw new TypeError('createVerifier: revocation.maxStaleness must be > 0 seconds');
+  // The server sends a heartbeat every 10 s: a shorter bound would count a quiet, healthy feed as down.
+  if (maxStaleness !== undefined && (!Number.isFinite(maxStaleness) || maxStaleness < 15)) throw new TypeError('createVerifier: revocation.maxStaleness must be >= 15 seconds (heartbeats come every 10 s)');
   if (pollInterval !== undefined && (!Number.isFinite(pollInterval) || pollInterval < 100)) throw new TypeError('createVerifier: revocation.pollInterval must be >= 100 ms');
   return revocation;
 }

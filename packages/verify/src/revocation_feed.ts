@@ -21,6 +21,9 @@ const STREAM_RETRY_MS = 30_000;
 /** How long a revocation with an unreadable `remember_until` is remembered: a revocation is never dropped for a bad date. */
 const FALLBACK_REMEMBER_MS = 24 * 60 * 60 * 1000;
 
+/** No access token lives longer than this: a `remember_until` further out is a bad feed, not a reason to grow forever. */
+const MAX_REMEMBER_MS = 7 * 24 * 60 * 60 * 1000;
+
 /** How often expired revocations are forgotten, in ms of the injected clock. */
 const PRUNE_EVERY_MS = 60_000;
 
@@ -141,7 +144,7 @@ export class RevocationFeed {
         if (this.#options.stream && Date.now() >= this.#streamAfter) {
           this.#mode = 'stream';
           await this.#follow();
-          pause = 100; // the server ended the stream (a restart, a drop): resume from the cursor
+          pause = 100; // the server ended the stream (a restart, a drop, our silence watchdog): resume from the cursor
         } else {
           this.#mode = 'poll';
           await this.#page();
@@ -216,6 +219,9 @@ export class RevocationFeed {
     };
     try {
       await this.#stream(connection.signal, fed);
+    } catch (error) {
+      // Our own watchdog ended it: a reconnect like any other, not a failure to back off from.
+      if (!connection.signal.aborted || this.#abort.signal.aborted) throw error;
     } finally {
       clearTimeout(watchdog);
       this.#abort.signal.removeEventListener('abort', onClose);
@@ -255,8 +261,9 @@ export class RevocationFeed {
 
   #remember(entry: RevokedJson): void {
     if (typeof entry.session_id !== 'string') return;
+    const now = this.#options.now();
     const until = typeof entry.remember_until === 'string' ? Date.parse(entry.remember_until) : Number.NaN;
-    this.#revoked.set(entry.session_id, Number.isFinite(until) ? until : this.#options.now() + FALLBACK_REMEMBER_MS);
+    this.#revoked.set(entry.session_id, Number.isFinite(until) ? Math.min(until, now + MAX_REMEMBER_MS) : now + FALLBACK_REMEMBER_MS);
   }
 
   #markUpToDate(): void {
@@ -277,15 +284,15 @@ export class RevocationFeed {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
     (timer as { unref?: () => void }).unref?.();
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -10,6 +10,8 @@ export interface Revocation {
   revokedAt: Date;
   /** After this, every access token of the session has expired anyway. */
   rememberUntil: Date;
+  /** Its SSE event, written once and shared by every stream. */
+  event?: string;
 }
 
 /** A page of the feed: at most a page size of revocations after a cursor, oldest first. */
@@ -31,7 +33,7 @@ export interface RevocationHubOptions {
   pollIntervalMs?: number;
   /** Revocations per page of the feed. Default 1000. */
   pageSize?: number;
-  /** Recent revocations kept in memory, so subscribers and paging clients that are up to date cost no query. Default 10,000. */
+  /** Recent revocations kept in memory, so subscribers and paging clients that are up to date cost no query. Default 50,000. */
   tailSize?: number;
 }
 
@@ -54,7 +56,7 @@ const START_CACHE_MS = 10_000;
  */
 export class RevocationHub {
   readonly #options: Required<Omit<RevocationHubOptions, 'log'>> & { log: Logger | undefined };
-  readonly #epoch: string;
+  #epoch: string;
   /** The highest position read from the database: every revocation up to it is in the tail or older. */
   #head: number;
   /** Revocations after `#tailAfter` up to `#head`, in order (those within the horizon when read). */
@@ -66,9 +68,14 @@ export class RevocationHub {
   #readAgain = false;
   #start: { value: number; at: number } | undefined;
   #failing = false;
+  /** The last row read (position, session id): if the database no longer has it, it went back in time. */
+  #anchor: { position: number; sessionId: string } | undefined;
+  /** When the database last answered a read (monotonic ms). */
+  #lastRead = performance.now();
+  readonly #resetListeners = new Set<() => void>();
 
   private constructor(options: RevocationHubOptions, epoch: string, head: number) {
-    this.#options = { pollIntervalMs: 1000, pageSize: FEED_PAGE_SIZE, tailSize: 10_000, ...options, log: options.log };
+    this.#options = { pollIntervalMs: 1000, pageSize: FEED_PAGE_SIZE, tailSize: 50_000, ...options, log: options.log };
     this.#epoch = epoch;
     this.#head = head;
     this.#tailAfter = head;
@@ -78,6 +85,9 @@ export class RevocationHub {
   static async open(options: RevocationHubOptions): Promise<RevocationHub> {
     const { epoch, head } = await options.store.revocationHead();
     const hub = new RevocationHub(options, epoch, head);
+    // The row at the head anchors the check that the database never goes back in time.
+    const last = (await options.store.readFeed(Math.max(0, head - 1), new Date(0), 1)).rows[0];
+    if (last && last.position === head) hub.#anchor = { position: last.position, sessionId: last.sessionId };
     hub.#timer = setInterval(() => hub.wake(), hub.#options.pollIntervalMs);
     hub.#timer.unref();
     return hub;
@@ -111,6 +121,21 @@ export class RevocationHub {
     }
     this.wake();
     await this.#reading;
+  }
+
+  /**
+   * Whether this instance has read the database lately (within three poll intervals).
+   * An instance cut off from it must not tell verifiers they are up to date: its
+   * heartbeats stop and its JSON answers 503, so they go stale and fail closed.
+   */
+  get fresh(): boolean {
+    return performance.now() - this.#lastRead < Math.max(3000, 3 * this.#options.pollIntervalMs);
+  }
+
+  /** Calls `listener` when the feed starts over under a new epoch (the database went back in time). */
+  onReset(listener: () => void): () => void {
+    this.#resetListeners.add(listener);
+    return () => this.#resetListeners.delete(listener);
   }
 
   /** Calls `listener` each time the head moves; returns the unsubscribe function. */
@@ -189,9 +214,17 @@ export class RevocationHub {
         const before = this.#head;
         for (;;) {
           const horizon = new Date(this.#options.now() - this.#options.accessTtl * 1000);
-          const page = await this.#options.store.readFeed(this.#head, horizon, this.#options.pageSize);
+          const anchor = this.#anchor;
+          const page = await this.#options.store.readFeed(this.#head, horizon, this.#options.pageSize, anchor?.position ?? 0);
+          this.#lastRead = performance.now();
+          if (page.epoch !== this.#epoch || page.head < this.#head || (anchor && page.anchor !== anchor.sessionId)) {
+            await this.#startOver(page.epoch);
+            return;
+          }
           for (const row of page.rows) this.#tail.push(this.#revocation(row));
-          this.#head = page.more ? page.rows.at(-1)!.position : Math.max(this.#head, page.head);
+          const last = page.rows.at(-1);
+          if (last) this.#anchor = { position: last.position, sessionId: last.sessionId };
+          this.#head = page.more ? last!.position : Math.max(this.#head, page.head);
           if (!page.more) break;
         }
         this.#trim();
@@ -205,6 +238,26 @@ export class RevocationHub {
       if (!this.#failing) this.#options.log?.warn({ err: error }, 'revocation feed: reading new revocations failed');
       this.#failing = true;
     }
+  }
+
+  /**
+   * The database went back in time (its head is below ours, the last row we read is
+   * gone, or another instance already noticed and changed the epoch): the positions
+   * after its head will be handed out again, to other revocations. Give the feed a
+   * new epoch, so every cursor out there is refused and its reader starts over, and
+   * start over here too.
+   */
+  async #startOver(seen: string): Promise<void> {
+    if (seen === this.#epoch) await this.#options.store.renewFeedEpoch(this.#epoch);
+    const { epoch, head } = await this.#options.store.revocationHead();
+    this.#options.log?.warn({ from: this.#epoch, to: epoch }, 'revocation feed: the database went back in time; the feed starts over under a new epoch');
+    this.#epoch = epoch;
+    this.#head = head;
+    this.#tail = [];
+    this.#tailAfter = head;
+    this.#anchor = undefined;
+    this.#start = undefined;
+    for (const listener of this.#resetListeners) listener();
   }
 
   /** Keeps the tail within its size and drops what has left the horizon. */

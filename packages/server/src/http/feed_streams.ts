@@ -45,6 +45,7 @@ export class FeedStreams {
   readonly #streams = new Set<FeedStream>();
   readonly #perAddress = new Map<string, number>();
   readonly #unsubscribe: () => void;
+  readonly #unsubscribeReset: () => void;
   readonly #heartbeat: ReturnType<typeof setInterval>;
   readonly #sweep: ReturnType<typeof setInterval>;
 
@@ -55,6 +56,12 @@ export class FeedStreams {
     this.#events = events;
     this.#unsubscribe = hub.subscribe(() => {
       for (const stream of this.#streams) stream.pump();
+    });
+    // A new epoch: every stream's cursor is void. End them; their clients come back,
+    // are refused their old cursor, and read the feed again from the start.
+    this.#unsubscribeReset = hub.onReset(() => {
+      for (const stream of this.#streams) stream.end();
+      this.#streams.clear();
     });
     this.#heartbeat = setInterval(() => {
       for (const stream of this.#streams) stream.heartbeat();
@@ -109,6 +116,7 @@ export class FeedStreams {
     clearInterval(this.#heartbeat);
     clearInterval(this.#sweep);
     this.#unsubscribe();
+    this.#unsubscribeReset();
     for (const stream of this.#streams) {
       this.#events.dropped('shutdown');
       stream.end();
@@ -184,13 +192,16 @@ class FeedStream {
           const slice = await this.#hub.page(this.#after, EVENTS_PER_WRITE);
           if (this.#closed) return;
           this.#after = slice.after;
-          const text = slice.revocations.map((r) => revokedEvent(this.#hub.cursor(r.position), r)).join('');
-          // The first heartbeat marks the end of the backlog: the client is up to date.
-          const done = !slice.more;
+          const text = slice.revocations.map((r) => (r.event ??= revokedEvent(this.#hub.cursor(r.position), r))).join('');
+          // The first heartbeat marks the end of the backlog: the client is up to date
+          // (only if this instance is reading the database, or it would be a lie).
+          const done = !slice.more && this.#hub.fresh;
           const chunk = done && !this.#caughtUp ? text + this.#heartbeatEvent() : text;
           if (done) this.#caughtUp = true;
           if (chunk.length > 0 && !this.#response.write(chunk)) this.#congestedSince = performance.now();
-          if (done) break;
+          if (!slice.more) break;
+          // Many streams catching up on a burst take turns with the rest of the server.
+          await new Promise((resolve) => setImmediate(resolve));
         }
       } while (this.#again);
     } catch (error) {
@@ -202,7 +213,9 @@ class FeedStream {
 
   /** A heartbeat, carrying the cursor as its id, when the stream is up to date and its socket is keeping up. */
   heartbeat(): void {
-    if (this.#closed || !this.#caughtUp || this.#pumping || this.#congestedSince !== undefined) return;
+    if (this.#closed || this.#pumping || this.#congestedSince !== undefined || !this.#hub.fresh) return;
+    // Caught up while this instance could not read the database: say so now that it can.
+    if (!this.#caughtUp) return this.pump();
     if (!this.#response.write(this.#heartbeatEvent())) this.#congestedSince = performance.now();
   }
 

@@ -135,15 +135,21 @@ CREATE TABLE revocation_counter (
   epoch text NOT NULL,
   position bigint NOT NULL
 );
-ALTER TABLE sessions ADD COLUMN feed_position bigint;
-UPDATE sessions s SET feed_position = n.position
-  FROM (SELECT id, row_number() OVER (ORDER BY revoked_at, id) AS position FROM sessions WHERE revoked_at IS NOT NULL) n
- WHERE s.id = n.id;
+-- The feed itself: one row per revoked session, by position. A table of its own, with
+-- no foreign key: numbering touches neither the session rows again nor the users
+-- (a second UPDATE of a session row would take a key-share lock on its user while
+-- holding the counter, and deadlock against a login or a user removal).
+CREATE TABLE revocation_feed (
+  position bigint PRIMARY KEY,
+  session_id uuid NOT NULL,
+  revoked_at timestamptz NOT NULL
+);
+INSERT INTO revocation_feed (position, session_id, revoked_at)
+  SELECT row_number() OVER (ORDER BY revoked_at, id), id, revoked_at FROM sessions WHERE revoked_at IS NOT NULL;
 INSERT INTO revocation_counter (epoch, position)
-  SELECT substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), coalesce(max(feed_position), 0) FROM sessions;
-CREATE UNIQUE INDEX sessions_feed_position_key ON sessions (feed_position);
--- Where the feed's horizon (revoked within one access-token lifetime) starts.
-CREATE INDEX sessions_revoked_feed_idx ON sessions (revoked_at, feed_position) WHERE feed_position IS NOT NULL;
+  SELECT substr(replace(gen_random_uuid()::text, '-', ''), 1, 12), coalesce(max(position), 0) FROM revocation_feed;
+-- Where the feed's horizon (revoked within one access-token lifetime) starts, and retention.
+CREATE INDEX revocation_feed_revoked_at_idx ON revocation_feed (revoked_at, position);
 `,
   },
 ];

@@ -33,6 +33,10 @@ export interface FeedRow {
 
 /** A page of the revocation feed read in one snapshot. */
 export interface FeedPage {
+  /** The feed's epoch when the page was read: a different one means the database was replaced. */
+  epoch: string;
+  /** The session id at the `anchor` position asked for, or null when there is no such row. */
+  anchor: string | null;
   rows: FeedRow[];
   /** The highest position committed when the page was read: every row up to it is visible. */
   head: number;
@@ -106,7 +110,7 @@ export class Store {
       // One statement for all of the transaction's audit rows (a logout-all of thousands
       // of sessions is two statements, not thousands), then the feed's numbering last.
       if (written.length > 0) await insertAudit(tx, now, written);
-      if (revoked.length > 0) await numberRevocations(tx, revoked);
+      if (revoked.length > 0) await numberRevocations(tx, revoked, now);
       return value;
     });
     for (const entry of written) this.#audit({ ...entry, at: now });
@@ -478,18 +482,29 @@ export class Store {
    * most `limit` of them, read in one snapshot together with that snapshot's head.
    * A row revoked before the horizon is skipped: its access tokens have expired.
    */
-  async readFeed(after: number, horizon: Date, limit: number): Promise<FeedPage> {
-    const { rows } = await this.db.query<{ position: string | null; id: string | null; revoked_at: Date | null; head: string }>(
-      `WITH head AS (SELECT position FROM revocation_counter),
-            page AS (SELECT feed_position, id, revoked_at FROM sessions
-                      WHERE feed_position > $1 AND revoked_at > $2 ORDER BY feed_position LIMIT $3)
-       SELECT page.feed_position::text AS position, page.id, page.revoked_at, head.position::text AS head
-         FROM head LEFT JOIN page ON true ORDER BY page.feed_position`,
-      [after, horizon, limit + 1],
+  async readFeed(after: number, horizon: Date, limit: number, anchor = 0): Promise<FeedPage> {
+    const { rows } = await this.db.query<{ position: string | null; id: string | null; revoked_at: Date | null; head: string; epoch: string; anchor: string | null }>(
+      `WITH head AS (SELECT position, epoch, (SELECT session_id::text FROM revocation_feed WHERE position = $4) AS anchor FROM revocation_counter),
+            page AS (SELECT position, session_id AS id, revoked_at FROM revocation_feed
+                      WHERE position > $1 AND revoked_at > $2 ORDER BY position LIMIT $3)
+       SELECT page.position::text AS position, page.id, page.revoked_at, head.position::text AS head, head.epoch, head.anchor
+         FROM head LEFT JOIN page ON true ORDER BY page.position`,
+      [after, horizon, limit + 1, anchor],
     );
     const head = Number(rows[0]?.head ?? 0);
+    const epoch = rows[0]?.epoch ?? '';
     const found = rows.filter((r) => r.id !== null).map((r) => ({ position: Number(r.position), sessionId: r.id!, revokedAt: r.revoked_at! }));
-    return { rows: found.slice(0, limit), head, more: found.length > limit };
+    return { epoch, anchor: rows[0]?.anchor ?? null, rows: found.slice(0, limit), head, more: found.length > limit };
+  }
+
+  /**
+   * Gives the feed a new epoch, unless another instance already did: every cursor
+   * handed out so far becomes foreign, and readers start again. For a database that
+   * went back in time (a restore, a failover to a replica that was behind), whose
+   * positions will be handed out a second time.
+   */
+  async renewFeedEpoch(old: string): Promise<void> {
+    await this.db.query(`UPDATE revocation_counter SET epoch = substr(replace(gen_random_uuid()::text, '-', ''), 1, 12) WHERE epoch = $1`, [old]);
   }
 
   /**
@@ -498,7 +513,7 @@ export class Store {
    */
   async feedStart(horizon: Date): Promise<number | null> {
     const { rows } = await this.db.query<{ start: string | null }>(
-      'SELECT min(feed_position)::text AS start FROM sessions WHERE revoked_at > $1 AND feed_position IS NOT NULL',
+      'SELECT min(position)::text AS start FROM revocation_feed WHERE revoked_at > $1',
       [horizon],
     );
     return rows[0]?.start == null ? null : Number(rows[0].start);
@@ -527,6 +542,8 @@ export class Store {
       `DELETE FROM sessions WHERE id IN (
          SELECT id FROM sessions WHERE expires_at < $1 UNION SELECT id FROM sessions WHERE revoked_at < $1 LIMIT $2)`,
     );
+    // The feed's rows outlive their sessions only as long: verifiers forget them far sooner.
+    await drain('DELETE FROM revocation_feed WHERE position IN (SELECT position FROM revocation_feed WHERE revoked_at < $1 ORDER BY position LIMIT $2)');
     return { auditEvents, sessions };
   }
 
@@ -676,13 +693,12 @@ async function revokeWhere(tx: Queryable, where: string, params: unknown[], now:
  * Numbers a transaction's revocations for the feed: its last statement, so the
  * counter's row lock is held only until the commit, and numbers follow commit order.
  */
-async function numberRevocations(tx: Queryable, sessionIds: string[]): Promise<void> {
+async function numberRevocations(tx: Queryable, sessionIds: string[], revokedAt: Date): Promise<void> {
   await tx.query(
     `WITH tick AS (UPDATE revocation_counter SET position = position + $2 RETURNING position - $2 AS base)
-     UPDATE sessions s SET feed_position = tick.base + o.n
-       FROM tick, unnest($1::uuid[]) WITH ORDINALITY AS o(id, n)
-      WHERE s.id = o.id`,
-    [sessionIds, sessionIds.length],
+     INSERT INTO revocation_feed (position, session_id, revoked_at)
+     SELECT tick.base + o.n, o.id, $3 FROM tick, unnest($1::uuid[]) WITH ORDINALITY AS o(id, n)`,
+    [sessionIds, sessionIds.length, revokedAt],
   );
 }
 

@@ -65,6 +65,10 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
       if (secret && !presentsSecret(request, secret)) throw new TesseraError('invalid_token', 'The revocation feed needs its secret: Authorization: Bearer <feed secret>.');
       const lastEventId = request.headers['last-event-id'];
       const after = await hub.parseCursor(request.query.since ?? (typeof lastEventId === 'string' ? lastEventId : undefined));
+      if (!hub.fresh) {
+        // Cut off from the database: what this instance knows may be behind, so it must not say "up to date".
+        throw new TesseraError('unavailable', 'This instance cannot read revocations right now; try another.', { retryAfter: 5 });
+      }
       if (!(request.headers.accept ?? '').includes('text/event-stream')) {
         const slice = await hub.page(after);
         return { revocations: slice.revocations.map(revocationJson), cursor: hub.cursor(slice.after), more: slice.more };
