@@ -215,7 +215,10 @@ class FeedStream {
   heartbeat(): void {
     if (this.#closed || this.#pumping || this.#congestedSince !== undefined || !this.#hub.fresh) return;
     // Caught up while this instance could not read the database: say so now that it can.
-    if (!this.#caughtUp) return this.pump();
+    if (!this.#caughtUp) {
+      this.pump();
+      return;
+    }
     if (!this.#response.write(this.#heartbeatEvent())) this.#congestedSince = performance.now();
   }
 
