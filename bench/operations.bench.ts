@@ -39,7 +39,7 @@ async function auditOverhead() {
 }
 
 async function fanOut(subscribers: number) {
-  const server = await createAuthServer({ port: 0, dataDir: 'memory://', log: false, rateLimit: 'ip=1000000/1m,user=1000000/1m' });
+  const server = await createAuthServer({ port: 0, dataDir: 'memory://', log: false, rateLimit: 'ip=1000000/1m,user=1000000/1m', feedStreamsPerAddress: 10_000 });
   const url = await server.listen();
   const post = (path: string, body?: unknown, token?: string) =>
     fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: body ? JSON.stringify(body) : undefined });
