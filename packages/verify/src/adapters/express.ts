@@ -14,6 +14,18 @@ interface Response {
 }
 type Next = (error?: unknown) => void;
 
+// Express apps written in TypeScript see `req.auth` on their own Request type (with
+// @types/express, Express's Request extends this global one; without it, this is inert).
+declare global {
+  // biome-ignore lint/style/noNamespace: the declaration merge @types/express documents for request properties
+  namespace Express {
+    interface Request {
+      /** The verified access token's claims, set by `requireAuth`. */
+      auth?: AccessTokenClaims;
+    }
+  }
+}
+
 /**
  * Express middleware: verifies `Authorization: Bearer`, sets `req.auth` to the
  * claims, or answers 401 with `WWW-Authenticate` (RFC 6750).

@@ -1,0 +1,80 @@
+/**
+ * First start against restart of `tessera serve` on the embedded database: the time
+ * from spawning the process until it answers `GET /healthz`, and its RSS a second
+ * later. The baseline is a restart on the same data dir, in the same run. Also times
+ * PGlite's initdb alone (what a first start cost before the data-dir template) and an
+ * in-memory database (`memory://`, every test server) from the template and from initdb.
+ *
+ *   npm run build
+ *   node --conditions=tessera-source --import tsx bench/first_start.bench.ts [--runs N]
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { PGlite } from '@electric-sql/pglite';
+import { pgliteTemplate, POSTGRESQL_CONF } from '../packages/server/src/store/pglite_template.js';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
+const runs = Number(values.runs);
+const bin = new URL('../packages/cli/bin/tessera.js', import.meta.url).pathname;
+
+/** Spawns `tessera serve`, waits for /healthz, reads RSS a second later, stops it. */
+async function start(dataDir: string): Promise<{ ms: number; rssMb: number }> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [bin, 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'info', '--web-root', 'none'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      const match = /(http:\/\/[\d.:[\]a-z]+)/.exec(output);
+      if (match) resolve(match[1] as string);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${output}`)));
+  });
+  while (!(await fetch(`${url}/healthz`).then((r) => r.ok, () => false))) await new Promise((r) => setTimeout(r, 10));
+  const ms = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 1000));
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  return { ms, rssMb: rssKb / 1024 };
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const rows: string[] = [];
+for (let run = 0; run < runs; run++) {
+  const dir = await mkdtemp(join(os.tmpdir(), 'tessera-first-start-'));
+  try {
+    const first = await start(join(dir, 'data'));
+    const restarts = [await start(join(dir, 'data')), await start(join(dir, 'data'))];
+    const restart = { ms: median(restarts.map((r) => r.ms)), rssMb: median(restarts.map((r) => r.rssMb)) };
+    const initdb = await timed(async () => (await PGlite.create(join(dir, 'initdb'), { postgresqlconf: POSTGRESQL_CONF })).close());
+    const template = await pgliteTemplate();
+    const memoryTemplate = await timed(async () => (await PGlite.create('memory://', { postgresqlconf: POSTGRESQL_CONF, loadDataDir: template })).close());
+    const memoryInitdb = await timed(async () => (await PGlite.create('memory://', { postgresqlconf: POSTGRESQL_CONF })).close());
+    rows.push(
+      `| ${run + 1} | ${first.ms.toFixed(0)} | ${restart.ms.toFixed(0)} | **${(first.ms / restart.ms).toFixed(2)}×** | ${first.rssMb.toFixed(0)} / ${restart.rssMb.toFixed(0)} | ${initdb.toFixed(0)} | ${memoryTemplate.toFixed(0)} / ${memoryInitdb.toFixed(0)} |`,
+    );
+    process.stderr.write(`run ${run + 1} done\n`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${os.cpus().length} cores, template ${(await pgliteTemplate()) ? 'present' : 'MISSING'}\n`);
+console.log('| run | first start ms | restart ms (median of 2) | first ÷ restart | idle RSS MB first / restart | PGlite initdb alone ms | memory:// template / initdb ms |');
+console.log('|---|---:|---:|---:|---:|---:|---:|');
+for (const row of rows) console.log(row);
