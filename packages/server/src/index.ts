@@ -9,7 +9,7 @@ export { parseDuration } from './lib/duration.js';
 export { type AuthServer, createAuthServer } from './server.js';
 export type { Database, Queryable } from './store/database.js';
 export { DataDirInUseError, lockDataDir } from './store/data_dir_lock.js';
-export { MIGRATIONS, migrate } from './store/migrations.js';
+export { MIGRATIONS, migrate, migrationState } from './store/migrations.js';
 export { openPgliteDatabase } from './store/pglite_database.js';
 export { openPostgresDatabase } from './store/postgres_database.js';
 export type * from './store/records.js';

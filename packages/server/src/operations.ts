@@ -6,6 +6,7 @@ import { generateSigningKey, type KeyRing } from './keys/key_ring.js';
 import { checkPasswordPolicy, hashPassword } from './lib/passwords.js';
 import type { AuditEventName } from './store/records.js';
 import type { Store } from './store/store.js';
+import { migrationState } from './store/migrations.js';
 
 /** What an operator can ask for: the same requests whether the CLI reaches the database or a running server. */
 export type AdminRequest =
@@ -16,9 +17,10 @@ export type AdminRequest =
   | { op: 'keys.rotate'; alg?: SigningAlgorithm }
   | { op: 'keys.retire'; kid: string }
   | { op: 'token.verify'; token: string }
-  | { op: 'audit'; username?: string; event?: string; since?: string; limit?: number };
+  | { op: 'audit'; username?: string; event?: string; since?: string; limit?: number }
+  | { op: 'migrations' };
 
-export const ADMIN_OPS = ['user.add', 'user.disable', 'user.enable', 'user.remove', 'user.list', 'keys.list', 'keys.rotate', 'keys.retire', 'token.verify', 'audit'] as const;
+export const ADMIN_OPS = ['user.add', 'user.disable', 'user.enable', 'user.remove', 'user.list', 'keys.list', 'keys.rotate', 'keys.retire', 'token.verify', 'audit', 'migrations'] as const;
 
 /** Where operations run: a store, a clock, and (inside a running server) its live key ring. */
 export interface AdminHost {
@@ -118,6 +120,8 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
     }
     case 'token.verify':
       return verifyAgainstRing(host, request.token);
+    case 'migrations':
+      return migrationState(host.store.db);
     case 'audit': {
       const since = request.since === undefined ? undefined : new Date(request.since);
       if (since && Number.isNaN(since.getTime())) throw new TesseraError('invalid_request', '--since must be an ISO time like 2026-01-31T12:00:00Z.');

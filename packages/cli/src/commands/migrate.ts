@@ -1,5 +1,15 @@
 import { join } from 'node:path';
-import { lockDataDir, MEMORY_DATA_DIR, migrate, openPgliteDatabase, openPostgresDatabase } from '@tessera/server';
+import { existsSync } from 'node:fs';
+import {
+  ADMIN_SOCKET,
+  callAdminChannel,
+  DataDirInUseError,
+  lockDataDir,
+  MEMORY_DATA_DIR,
+  migrate,
+  openPgliteDatabase,
+  openPostgresDatabase,
+} from '@tessera/server';
 
 /** `tessera migrate`: applies the database migrations and says which. */
 export async function migrateCommand(
@@ -15,7 +25,17 @@ export async function migrateCommand(
     db = await openPgliteDatabase(undefined);
   } else {
     const dir = values['data-dir'] ?? './.tessera';
-    release = lockDataDir(dir);
+    try {
+      release = lockDataDir(dir);
+    } catch (error) {
+      // A running server migrated its database when it started; say whether that is all this release has.
+      const socket = join(dir, ADMIN_SOCKET);
+      if (!(error instanceof DataDirInUseError) || !existsSync(socket)) throw error;
+      const { pending } = (await callAdminChannel(socket, { op: 'migrations' })) as { pending: number[] };
+      if (pending.length) throw new Error(`${error.message}; migrations ${pending.join(', ')} are pending: stop it, then run tessera migrate (or start this release's tessera serve, which migrates at start)`);
+      out.write(json ? `${JSON.stringify({ applied: [] })}\n` : 'the database is up to date (the running tessera serve migrated it at start)\n');
+      return;
+    }
     db = await openPgliteDatabase(join(dir, 'db'));
   }
   try {

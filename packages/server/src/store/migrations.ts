@@ -1,4 +1,4 @@
-import type { Database } from './database.js';
+import type { Database, Queryable } from './database.js';
 
 /**
  * Versioned schema changes, applied in order at start (`tessera serve`) or by
@@ -179,6 +179,13 @@ export async function migrate(db: Database): Promise<{ applied: number[] }> {
     }
     return { applied };
   });
+}
+
+/** The versions applied to `db`, and those this release has that are not (pending). */
+export async function migrationState(db: Queryable): Promise<{ applied: number[]; pending: number[] }> {
+  const exists = await db.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
+  const applied = exists.rows[0]?.t ? (await db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version) : [];
+  return { applied, pending: MIGRATIONS.map((m) => m.version).filter((v) => !applied.includes(v)) };
 }
 
 // Statements go one by one through the parameterised path, which both drivers
