@@ -7,8 +7,8 @@ import {
   callAdminChannel,
   type Database,
   DataDirInUseError,
-  lockDataDir,
   migrate,
+  openDataDir,
   openPgliteDatabase,
   openPostgresDatabase,
   parseKeyEncryptionKey,
@@ -46,9 +46,9 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
   const dir = flags['data-dir'] ?? './.tessera';
   // memory:// is an empty database that lives as long as this command: nothing on disk.
   if (dir === MEMORY_DATA_DIR) return direct(await openPgliteDatabase(undefined));
-  let release: () => void;
+  let opened: { db: Database; release: () => void };
   try {
-    release = lockDataDir(dir);
+    opened = await openDataDir(dir);
   } catch (error) {
     if (!(error instanceof DataDirInUseError)) throw error;
     const socket = join(dir, ADMIN_SOCKET);
@@ -58,9 +58,9 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
     return run((request) => callAdminChannel(socket, request));
   }
   try {
-    return await direct(await openPgliteDatabase(join(dir, 'db')));
+    return await direct(opened.db);
   } finally {
-    release();
+    opened.release();
   }
 }
 

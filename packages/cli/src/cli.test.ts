@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -120,6 +120,28 @@ describe('tessera CLI', () => {
     } finally {
       await second.stop();
     }
+  });
+
+  test('a data directory others can enter is refused (exit 1, the chmod that fixes it), by serve and by the commands; nothing changes', async () => {
+    const dir = tempDir();
+    const first = await serve(['--data-dir', dir]);
+    await first.stop();
+    assert.equal(statSync(dir).mode & 0o777, 0o700, 'a new data dir is 0700');
+    assert.equal(statSync(join(dir, 'db')).mode & 0o777, 0o700);
+    for (const [path, mode] of [[dir, 0o755], [join(dir, 'db', 'pg_wal'), 0o750]] as const) {
+      chmodSync(path, mode);
+      const refused = await run(['serve', '--port', '0', '--data-dir', dir]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /can be reached by other users/);
+      assert.ok(refused.stderr.includes(`chmod -R go-rwx ${dir}`), refused.stderr);
+      const list = await run(['user', 'list', '--data-dir', dir]);
+      assert.equal(list.code, 1);
+      assert.match(list.stderr, /chmod -R go-rwx/);
+      assert.equal(statSync(path).mode & 0o777, mode, 'left as it was');
+      chmodSync(path, 0o700);
+    }
+    const fixed = await run(['user', 'list', '--data-dir', dir]);
+    assert.equal(fixed.code, 0, fixed.stderr);
   });
 
   test('a data directory in use is refused clearly by a second serve, migrate answers through the running server, and nothing changes', async () => {

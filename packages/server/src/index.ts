@@ -8,6 +8,7 @@ export type { Clock } from './lib/clock.js';
 export { parseDuration } from './lib/duration.js';
 export { type AuthServer, createAuthServer } from './server.js';
 export type { Database, Queryable } from './store/database.js';
+export { assertPrivateDataDir, DataDirModeError, openDataDir } from './store/data_dir.js';
 export { DataDirInUseError, lockDataDir } from './store/data_dir_lock.js';
 export { MIGRATIONS, migrate, migrationState } from './store/migrations.js';
 export { openPgliteDatabase } from './store/pglite_database.js';

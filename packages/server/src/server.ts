@@ -14,7 +14,7 @@ import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
 import { RedisLink } from './cluster/redis_link.js';
 import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
 import type { Database } from './store/database.js';
-import { lockDataDir } from './store/data_dir_lock.js';
+import { openDataDir } from './store/data_dir.js';
 import { migrate } from './store/migrations.js';
 import { openPgliteDatabase } from './store/pglite_database.js';
 import { openPostgresDatabase } from './store/postgres_database.js';
@@ -187,11 +187,5 @@ async function openDatabase(config: ServerConfig): Promise<{ db: Database; relea
     return { db: await openPostgresDatabase({ url: config.databaseUrl, poolSize: config.databasePoolSize }), release: () => {} };
   }
   if (config.dataDir === MEMORY_DATA_DIR) return { db: await openPgliteDatabase(undefined), release: () => {} };
-  const release = lockDataDir(config.dataDir);
-  try {
-    return { db: await openPgliteDatabase(join(config.dataDir, 'db')), release };
-  } catch (error) {
-    release();
-    throw error;
-  }
+  return openDataDir(config.dataDir);
 }

@@ -4,9 +4,9 @@ import {
   ADMIN_SOCKET,
   callAdminChannel,
   DataDirInUseError,
-  lockDataDir,
   MEMORY_DATA_DIR,
   migrate,
+  openDataDir,
   openPgliteDatabase,
   openPostgresDatabase,
 } from '@tessera/server';
@@ -26,7 +26,7 @@ export async function migrateCommand(
   } else {
     const dir = values['data-dir'] ?? './.tessera';
     try {
-      release = lockDataDir(dir);
+      ({ db, release } = await openDataDir(dir));
     } catch (error) {
       // A running server migrated its database when it started; say whether that is all this release has.
       const socket = join(dir, ADMIN_SOCKET);
@@ -36,7 +36,6 @@ export async function migrateCommand(
       out.write(json ? `${JSON.stringify({ applied: [] })}\n` : 'the database is up to date (the running tessera serve migrated it at start)\n');
       return;
     }
-    db = await openPgliteDatabase(join(dir, 'db'));
   }
   try {
     const { applied } = await migrate(db);
