@@ -78,7 +78,7 @@ const server = app.listen(0, '127.0.0.1', () => {
       join(project, 'client.ts'),
       `import { createAuthClient } from '@tessera/client';
 const [issuer, api] = process.argv.slice(2) as [string, string];
-const auth = createAuthClient({ baseUrl: issuer });
+const auth = createAuthClient({ baseUrl: issuer, apiOrigins: [api] });
 await auth.register('alice', 'correct horse battery');
 const before = await auth.fetch(api + '/api/profile');
 console.log(JSON.stringify({ status: before.status, body: await before.json() }));

@@ -10,12 +10,17 @@ const LOGOUT_MESSAGES: Partial<Record<LogoutReason, string>> = {
   invalid_token: 'Your session is no longer valid. Please sign in again.',
 };
 
-/** The example business API runs beside the auth server on :4001 (npm start); else /auth/me. */
+/**
+ * The example business API runs beside the auth server on :4001 (npm start): another
+ * origin, so the client must be told it may send the access token there.
+ */
+const API_ORIGIN = `${location.protocol}//${location.hostname}:4001`;
+
+/** The business API if it answers; else /auth/me. */
 async function findApi(): Promise<string> {
-  const candidate = `${location.protocol}//${location.hostname}:4001`;
   try {
-    const res = await fetch(`${candidate}/api/public`, { signal: AbortSignal.timeout(1500) });
-    if (res.ok) return `${candidate}/api/profile`;
+    const res = await fetch(`${API_ORIGIN}/api/public`, { signal: AbortSignal.timeout(1500) });
+    if (res.ok) return `${API_ORIGIN}/api/profile`;
   } catch {
     // Not running, or not reachable from this origin.
   }
@@ -40,7 +45,7 @@ interface AuditRow {
 }
 
 export function App() {
-  const client = useMemo<AuthClient>(() => createAuthClient({ baseUrl: location.origin }), []);
+  const client = useMemo<AuthClient>(() => createAuthClient({ baseUrl: location.origin, apiOrigins: [API_ORIGIN] }), []);
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [notice, setNotice] = useState<string | null>(null);
 

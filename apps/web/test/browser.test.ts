@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { buildBusinessApi } from '@tessera/example-business-api';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { startTestServer, type TestServer, uniqueName } from '../../../test/support/test_server.js';
 
@@ -18,7 +19,8 @@ describe('the web app in a real browser', () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
     assert.ok(existsSync(`${WEB_ROOT}/index.html`), 'the web app is built (npm run build)');
-    t = await startTestServer({ webRoot: WEB_ROOT });
+    // A revocation-feed heartbeat every second: the business API's feed must keep up with the moved clock.
+    t = await startTestServer({ webRoot: WEB_ROOT, feedHeartbeat: 1 });
     base = t.url.replace('127.0.0.1', 'localhost');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });
@@ -90,6 +92,46 @@ describe('the web app in a real browser', () => {
     assert.equal(refreshes.length, 1, 'one silent refresh');
     assert.equal(await page.getByLabel('Password').count(), 0, 'no login form');
     await context.close();
+  });
+
+  test('the business API on :4001, another origin listed in apiOrigins, gets the token and a silent refresh', async () => {
+    // Port 4001 itself may be taken (npm start): the browser's requests to it are
+    // answered by a real business API on a free port, verifying this server's tokens.
+    const { issuer } = (await (await fetch(`${t.url}/.well-known/openid-configuration`)).json()) as { issuer: string };
+    const api = await buildBusinessApi({ issuer, authUrl: t.url, clock: t.clock.now, corsOrigins: [base] });
+    await api.listen({ port: 0, host: '127.0.0.1' });
+    const address = api.server.address();
+    const apiUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const context = await newContext();
+    try {
+      const sent: { path: string; authorization: string | undefined }[] = [];
+      await context.route('http://localhost:4001/**', async (route) => {
+        const url = new URL(route.request().url());
+        const authorization = route.request().headers().authorization;
+        if (route.request().method() !== 'OPTIONS') sent.push({ path: url.pathname, authorization });
+        await route.fulfill({ response: await route.fetch({ url: apiUrl + url.pathname + url.search }) });
+      });
+      const page = await open(context);
+      const username = await createAccount(page);
+      await page.getByText('Calls localhost:4001/api/profile').waitFor();
+      const first = await callApi(page);
+      assert.match(first, /^200 .* from localhost:4001\/api\/profile/);
+      assert.match(first, new RegExp(`"username": "${username}"`));
+      assert.match(sent.at(-1)?.authorization ?? '', /^Bearer eyJ/, 'the access token went to the listed origin');
+      const refreshes: string[] = [];
+      page.on('request', (request) => {
+        if (request.url().endsWith('/auth/refresh')) refreshes.push(request.url());
+      });
+      t.clock.advance(15 * 60 + 10);
+      // The API's revocation feed runs on the same (moved) clock: let one heartbeat arrive.
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      assert.match(await callApi(page), /^200 .* from localhost:4001\/api\/profile/);
+      assert.equal(refreshes.length, 1, 'one silent refresh after the API said token_expired');
+      assert.deepEqual(sent.filter((r) => r.path === '/api/public').map((r) => r.authorization), [undefined], 'the page’s own probe carries no token');
+    } finally {
+      await context.close();
+      await api.close();
+    }
   });
 
   test('a reload keeps the session (httpOnly cookie), and no token is readable by script or in web storage', async () => {

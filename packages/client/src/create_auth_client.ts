@@ -16,6 +16,14 @@ export interface AuthClientOptions {
   /** The auth server, e.g. `https://auth.example.com` (its `/auth/*` routes). */
   baseUrl: string;
   /**
+   * The other origins `fetch` (and the axios adapter) may send the access token to,
+   * e.g. `['https://api.example.com']`: scheme, host and port, compared exactly (no
+   * path, no wildcard, no subdomains). `baseUrl`'s origin is always included. A
+   * request to any other origin goes out as the caller made it, without the token,
+   * and its 401 is returned as it is: no refresh, no retry, no logout.
+   */
+  apiOrigins?: readonly string[];
+  /**
    * `'cookie'` (default in browsers): the refresh token stays in the server's
    * httpOnly cookie and the access token in memory only, out of reach of page
    * script. `'memory'` (default in Node) or a `TokenStorage`: the client holds the
@@ -68,8 +76,16 @@ export interface AuthClient {
   logout(): Promise<void>;
   /** Refreshes now; concurrent calls (and other tabs) share one refresh. Resolves to null when the session is over. */
   refresh(): Promise<Session | null>;
-  /** `fetch` with the access token attached; refreshes once and retries once on a token 401. */
+  /**
+   * `fetch` with the access token attached, for `baseUrl`'s origin and `apiOrigins`
+   * only; there, it refreshes once and retries once on a token 401. A request to
+   * any other origin is sent untouched and never refreshes. A relative URL resolves
+   * against the page (as the browser's `fetch` does); in Node, where there is no
+   * page, it rejects with a `TypeError`: pass an absolute URL.
+   */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** Whether `fetch` (and the axios adapter) would attach the access token to this absolute URL: its origin is `baseUrl`'s or in `apiOrigins`. */
+  attachesTokenTo(url: string | URL): boolean;
   /** The current session; in cookie mode, restores it from the cookie on first call (e.g. after a reload). */
   getSession(): Promise<Session | null>;
   /** The current access token, for libraries that attach it themselves (the axios adapter). */
@@ -90,7 +106,7 @@ interface TokenResponse {
  * Creates the client.
  *
  * @example
- * const auth = createAuthClient({ baseUrl: 'https://auth.example.com' })
+ * const auth = createAuthClient({ baseUrl: 'https://auth.example.com', apiOrigins: ['https://api.example.com'] })
  * auth.on('logout', ({ reason }) => showLogin(reason))
  * await auth.login('alice', password)
  * const res = await auth.fetch('https://api.example.com/api/profile')
@@ -100,6 +116,15 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     throw new TypeError('createAuthClient: baseUrl must be an absolute http(s) URL');
   }
   const base = options.baseUrl.replace(/\/+$/, '');
+  if (options.apiOrigins !== undefined && !Array.isArray(options.apiOrigins)) {
+    throw new TypeError('createAuthClient: apiOrigins must be an array of origins, e.g. ["https://api.example.com"]');
+  }
+  /** The only origins that ever see the access token (or whose 401 may cause a refresh). */
+  const trusted = new Set([new URL(base).origin, ...(options.apiOrigins ?? []).map(parseOrigin)]);
+  const attachesTokenTo = (url: string | URL): boolean => {
+    const parsed = parseUrl(url);
+    return parsed !== undefined && (parsed.protocol === 'https:' || parsed.protocol === 'http:') && trusted.has(parsed.origin);
+  };
   const http = options.fetch ?? globalThis.fetch.bind(globalThis);
   const inBrowser = typeof document !== 'undefined';
   const storageOption = options.storage ?? (inBrowser ? 'cookie' : 'memory');
@@ -226,7 +251,18 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
   }
 
   async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-    const original = new Request(input, init);
+    const original = toRequest(input, init);
+    // Another origin: sent exactly as the caller made it (their own Authorization, if
+    // any, is theirs to send), never with our token, and whatever it answers, a 401
+    // included, is the caller's: no session restore, no refresh, no retry, no logout.
+    if (!attachesTokenTo(original.url)) return http(original);
+    // Redirects: `fetch` follows them (redirect: 'follow', unless the caller chose
+    // otherwise), and the Fetch Standard removes a request's Authorization header on
+    // every cross-origin hop (whatwg/fetch#1544; Firefox 111+, Chromium, and undici
+    // in Node 20, which client.test.ts checks). So a trusted origin that redirects
+    // elsewhere cannot hand our token on, even to another trusted origin. Its 401 is
+    // then not about our token (it never saw it): we only refresh on a 401 from the
+    // origin the token was sent to (see `landed` below).
     if (!accessToken && cookieMode && !restored) await getSession();
     const send = (token: string | null) => {
       const request = original.clone();
@@ -235,7 +271,10 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     };
     const usedToken = accessToken;
     const first = await send(usedToken);
-    if (first.status !== 401 || !(await isTokenFailure(first))) return first;
+    if (first.status !== 401) return first;
+    // `url` is where the response came from after redirects ('' from some fetch stand-ins).
+    const landed = first.url || original.url;
+    if (parseUrl(landed)?.origin !== parseUrl(original.url)?.origin || !(await isTokenFailure(first))) return first;
     // Someone refreshed meanwhile: just retry with the new token. Else refresh once.
     let token = accessToken !== usedToken ? accessToken : null;
     if (!token) {
@@ -285,6 +324,7 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     },
     refresh,
     fetch: authFetch,
+    attachesTokenTo,
     getSession,
     getAccessToken: () => accessToken,
     on(event, listener) {
@@ -299,6 +339,47 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
       tabs?.close();
     },
   };
+}
+
+/**
+ * An `apiOrigins` entry as an origin (`new URL(x).origin`), or a TypeError naming it:
+ * an absolute http(s) URL with nothing after the host and port but an optional `/`.
+ */
+function parseOrigin(entry: unknown): string {
+  const bad = (why: string) => new TypeError(`createAuthClient: apiOrigins entry ${JSON.stringify(entry)} ${why}`);
+  if (typeof entry !== 'string') throw bad('is not a string');
+  if (entry.includes('*')) throw bad('has a wildcard: list each origin exactly, e.g. "https://api.example.com"');
+  const url = parseUrl(entry);
+  if (!url) throw bad('is not an absolute URL such as "https://api.example.com"');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad('is not http(s)');
+  if (url.username || url.password || entry.includes('@')) throw bad('has credentials: an origin is scheme://host[:port]');
+  if (url.pathname !== '/' || /[?#]/.test(entry)) throw bad('has a path, query or fragment: an origin is scheme://host[:port]');
+  return url.origin;
+}
+
+function parseUrl(url: string | URL): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `fetch`'s arguments as a Request. Relative URLs resolve as `fetch` resolves them:
+ * against the page (document base URL, i.e. `location.href`) in a browser or worker;
+ * in Node there is no page, so they are refused with a clear message rather than
+ * guessed (they are not taken as relative to `baseUrl`).
+ */
+function toRequest(input: RequestInfo | URL, init: RequestInit | undefined): Request {
+  try {
+    return new Request(input, init);
+  } catch (error) {
+    if (typeof input === 'string' && typeof location === 'undefined' && !parseUrl(input)) {
+      throw new TypeError(`auth.fetch: "${input}" is a relative URL and there is no page to resolve it against (Node); pass an absolute URL`);
+    }
+    throw error;
+  }
 }
 
 /** Whether a 401 is about the token (refresh may help) rather than, say, a wrong password. */
