@@ -96,7 +96,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
       const alg = request.alg ?? host.alg ?? (await newestAlg(host.store)) ?? 'RS256';
       if (!SIGNING_ALGORITHMS.includes(alg)) throw new TesseraError('invalid_request', `Unknown algorithm "${alg}".`);
       const activatesAt = new Date(now.getTime() + (host.keyActivationDelay ?? 300) * 1000);
-      const key = await host.store.addSigningKey(await generateSigningKey(alg, host.keyEncryptionKey), { now, activatesAt, reason: 'rotated' });
+      const key = await host.store.addSigningKey(await newSigningKey(host, alg), { now, activatesAt, reason: 'rotated' });
       await host.keys?.reload();
       host.onKeysChanged?.();
       return { kid: key.kid, alg: key.alg, published_at: now.toISOString(), activates_at: activatesAt.toISOString() };
@@ -110,7 +110,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
       if (!othersActive) {
         // Emergency: the retired key was the one signing. A replacement signs at once;
         // verifiers meet its kid and refetch the JWKS (that is what unknown-kid refetch is for).
-        const key = await host.store.addSigningKey(await generateSigningKey(target.alg as SigningAlgorithm, host.keyEncryptionKey), { now, activatesAt: now, reason: `replacing retired key ${target.kid}` });
+        const key = await host.store.addSigningKey(await newSigningKey(host, target.alg as SigningAlgorithm), { now, activatesAt: now, reason: `replacing retired key ${target.kid}` });
         replacement = key.kid;
       }
       await host.store.retireSigningKey(target.kid, now);
@@ -178,4 +178,15 @@ async function verifyAgainstRing(host: AdminHost, token: string): Promise<unknow
   } catch (error) {
     return { valid: false, error: error instanceof errors.JWTExpired ? 'token_expired' : 'invalid_token', reason: (error as Error).message };
   }
+}
+
+/** A new key, sealed when the host has a key-encryption key; never a plaintext key beside sealed ones. */
+async function newSigningKey(host: AdminHost, alg: SigningAlgorithm) {
+  if (!host.keyEncryptionKey && (await host.store.listSigningKeys()).some((k) => typeof k.privateJwk.sealed === 'string')) {
+    throw new TesseraError(
+      'invalid_request',
+      'The signing keys are sealed: a new key would be written in the clear. Give --key-encryption-key (or TESSERA_KEY_ENCRYPTION_KEY).',
+    );
+  }
+  return generateSigningKey(alg, host.keyEncryptionKey);
 }

@@ -74,9 +74,9 @@ export async function keysCommand(args: string[], io: Io): Promise<number> {
   if (values.alg && !['RS256', 'PS256', 'ES256', 'EdDSA'].includes(values.alg)) throw new UsageError(`--alg: expected RS256, PS256, ES256 or EdDSA, got ${values.alg}`);
   return withAdmin(values as DatabaseFlags, async (call: Call) => {
     if (sub === 'list') {
-      const keys = (await call({ op: 'keys.list' })) as { kid: string; alg: string; state: string; created_at: string; activates_at: string; retired_at: string | null }[];
+      const keys = (await call({ op: 'keys.list' })) as { kid: string; alg: string; state: string; encrypted: boolean; created_at: string; activates_at: string; retired_at: string | null }[];
       if (json) return print(io, keys);
-      return print(io, table(['KID', 'ALG', 'STATE', 'CREATED', 'SIGNS FROM', 'RETIRED'], keys.map((k) => [k.kid, k.alg, k.state, k.created_at, k.activates_at, k.retired_at ?? '-'])));
+      return print(io, table(['KID', 'ALG', 'STATE', 'AT REST', 'CREATED', 'SIGNS FROM', 'RETIRED'], keys.map((k) => [k.kid, k.alg, k.state, k.encrypted ? 'sealed' : 'plaintext', k.created_at, k.activates_at, k.retired_at ?? '-'])));
     }
     if (sub === 'rotate') {
       const key = (await call({ op: 'keys.rotate', ...(values.alg ? { alg: values.alg as 'RS256' } : {}) })) as { kid: string; alg: string; activates_at: string };

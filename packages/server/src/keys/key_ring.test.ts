@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SIGNING_ALGORITHMS } from '@tessera/protocol';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, decodeProtectedHeader, exportPKCS8, generateKeyPair, jwtVerify } from 'jose';
 import { runAdminOperation } from '../operations.js';
 import { signUp, startTestServer } from '../../../../test/support/test_server.js';
@@ -162,6 +162,61 @@ describe('key rotation without logouts', () => {
       const again = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
       assert.equal(again.server.context.keys.signer.kid, kid);
       await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a key written in the clear is sealed at the next start with a key-encryption key, audited, and no copy of it is left in any file of the data dir', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-seal-'));
+    const kek = randomBytes(32).toString('base64');
+    try {
+      // As `tessera keys rotate --data-dir D` run without the key would leave it: a plaintext key.
+      const plain = await startTestServer({ dataDir: dir });
+      const { rows } = await plain.server.context.store.db.query<{ kid: string; private_jwk: Record<string, string> }>('SELECT kid, private_jwk FROM signing_keys');
+      const { kid, private_jwk: jwk } = rows[0]!;
+      assert.equal(typeof jwk.d, 'string');
+      await plain.close();
+
+      const sealed = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
+      const host = { store: sealed.server.context.store, now: Date.now, keyEncryptionKey: sealed.server.context.config.keyEncryptionKey };
+      const listed = (await runAdminOperation(host, { op: 'keys.list' })) as { kid: string; encrypted: boolean }[];
+      assert.deepEqual(listed.map((k) => [k.kid, k.encrypted]), [[kid, true]]);
+      const audit = (await runAdminOperation(host, { op: 'audit', event: 'key.sealed' })) as { reason: string }[];
+      assert.equal(audit.length, 1);
+      assert.match(audit[0]!.reason, new RegExp(kid));
+      // A command without the key-encryption key refuses to add a key in the clear beside sealed ones.
+      await assert.rejects(runAdminOperation({ ...host, keyEncryptionKey: undefined }, { op: 'keys.rotate' }), /sealed: a new key would be written in the clear/);
+      await sealed.close();
+
+      // The key's material in every form it could take on disk: the JWK's base64url text, the raw
+      // private exponent and primes, the PKCS#8 DER and its PEM text.
+      const der = createPrivateKey({ key: jwk, format: 'jwk' }).export({ type: 'pkcs8', format: 'der' });
+      const pem = createPrivateKey({ key: jwk, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }).toString();
+      const needles: [string, Buffer][] = [
+        ['JWK d', Buffer.from(jwk.d!.slice(0, 48))],
+        ['JWK p', Buffer.from(jwk.p!.slice(0, 48))],
+        ['raw d', Buffer.from(jwk.d!, 'base64url').subarray(0, 32)],
+        ['raw p', Buffer.from(jwk.p!, 'base64url').subarray(0, 32)],
+        ['DER', der.subarray(200, 248)],
+        ['PEM', Buffer.from(pem.split('\n')[5]!)],
+      ];
+      const found: string[] = [];
+      const scan = (path: string) => {
+        if (statSync(path).isDirectory()) {
+          for (const name of readdirSync(path)) scan(join(path, name));
+          return;
+        }
+        const bytes = readFileSync(path);
+        for (const [what, needle] of needles) if (bytes.includes(needle)) found.push(`${what} in ${path}`);
+      };
+      scan(dir);
+      assert.deepEqual(found, []);
+
+      const again = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
+      assert.equal(again.server.context.keys.signer.kid, kid, 'the sealed key still signs');
+      await again.close();
+      await assert.rejects(startTestServer({ dataDir: dir }), /the signing keys are sealed/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -73,6 +73,7 @@ export class KeyRing {
     if (options.privateKeyFile) {
       ring.#external = await loadPemKey(options.privateKeyFile, options.alg);
     } else {
+      await sealKeysAtRest(store, options);
       await store.ensureSigningKey(options.alg, new Date(options.now()), () => generateSigningKey(options.alg, options.keyEncryptionKey));
     }
     await ring.reload();
@@ -160,6 +161,27 @@ export class KeyRing {
  * unless a newer key became active so long ago that every token it signed, refresh
  * tokens included, has expired.
  */
+/**
+ * With a key-encryption key, every private key is sealed: one written in the clear
+ * (by a command run without the key, or before the key was configured) is sealed
+ * now, and on the embedded database the old row versions and WAL segments that
+ * held it are purged. Every sealed key must open with this key: a wrong one stops
+ * the start, it never falls back. Without a key-encryption key, sealed keys stop
+ * the start too, with what to set.
+ */
+async function sealKeysAtRest(store: Store, options: KeyRingOptions): Promise<void> {
+  const kek = options.keyEncryptionKey;
+  const keys = await store.listSigningKeys();
+  const sealed = keys.filter((k) => typeof k.privateJwk.sealed === 'string');
+  if (!kek) {
+    if (sealed.length) throw new Error(`the signing keys are sealed (${sealed.map((k) => k.kid).join(', ')}): set TESSERA_KEY_ENCRYPTION_KEY (or --key-encryption-key) to the key they were sealed with`);
+    return;
+  }
+  for (const key of sealed) await openPrivateJwk(key.privateJwk, kek, key.kid);
+  const now = await store.sealSigningKeys(new Date(options.now()), (jwk) => sealPrivateJwk(jwk, kek));
+  if (now.length && store.db.kind === 'pglite') await store.purgeOldKeyVersions();
+}
+
 function isPublished(records: SigningKeyRecord[], i: number, now: number, refreshTtl: number): boolean {
   const record = records[i]!;
   const takeover = records.slice(i + 1).find((r) => r.alg === record.alg && r.activatesAt.getTime() <= now);

@@ -70,6 +70,7 @@ export type AuditEventName =
   | 'user.removed'
   | 'key.rotated'
   | 'key.retired'
+  | 'key.sealed'
   | 'rate_limited';
 
 /** One security event. Never a token, a hash or a password. */

@@ -596,6 +596,43 @@ export class Store {
   }
 
   /**
+   * Seals every private key still stored in the clear, each row only if it is
+   * still the plaintext that was read (another instance may be sealing too).
+   * Returns the kids it sealed, each with a `key.sealed` audit row.
+   */
+  async sealSigningKeys(now: Date, seal: (privateJwk: Record<string, unknown>) => Promise<Record<string, unknown>>): Promise<string[]> {
+    const plain = (await this.listSigningKeys()).filter((k) => typeof k.privateJwk.sealed !== 'string');
+    const sealed: string[] = [];
+    for (const key of plain) {
+      const done = await this.#write(now, async (tx, log) => {
+        const { rowCount } = await tx.query(
+          `UPDATE signing_keys SET private_jwk = $2 WHERE kid = $1 AND NOT (private_jwk ? 'sealed')`,
+          [key.kid, JSON.stringify(await seal(key.privateJwk))],
+        );
+        if (rowCount === 0) return false;
+        await log({ event: 'key.sealed', outcome: 'success', reason: `${key.alg} key ${key.kid} was stored in the clear; sealed with the key-encryption key` });
+        return true;
+      });
+      if (done) sealed.push(key.kid);
+    }
+    return sealed;
+  }
+
+  /**
+   * Rewrites the signing-key table and moves the write-ahead log on, so the old
+   * row versions (which held private keys in the clear) leave the data files and
+   * the WAL segments that carried them are recycled and overwritten.
+   */
+  async purgeOldKeyVersions(): Promise<void> {
+    await this.db.exec('VACUUM FULL signing_keys');
+    await this.db.exec('CHECKPOINT');
+    for (let i = 0; i < 3; i++) {
+      await this.db.query('SELECT pg_switch_wal()');
+      await this.db.exec('CHECKPOINT');
+    }
+  }
+
+  /**
    * Returns the newest live key for `alg`, creating one with `generate` if there is
    * none. An advisory lock makes instances that start together agree on one key.
    */
