@@ -449,6 +449,28 @@ describe('hardening (from the security review)', () => {
     }
   });
 
+  test('wrong current passwords are audited and count toward the per-account limit: a stolen access token is no password oracle', async () => {
+    const t = await startTestServer({ rateLimit: 'ip=100000/1m,user=3/15m' });
+    try {
+      const { pair, password } = await signUp(t);
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const res = await t.call('POST', '/auth/password', { token: pair.access_token, body: { current_password: `guess number ${i}`, new_password: 'new password 123' } });
+        statuses.push(res.status);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 429]);
+      const audit = await t.call('GET', '/auth/audit', { token: pair.access_token });
+      const failed = audit.body.events.filter((e: { event: string }) => e.event === 'password.change_failed');
+      assert.equal(failed.length, 3);
+      assert.equal(failed[0].reason, 'wrong_current_password');
+      // The limit holds for the right password too, and for logins to the same account.
+      const right = await t.call('POST', '/auth/password', { token: pair.access_token, body: { current_password: password, new_password: 'new password 123' } });
+      assert.equal(right.status, 429);
+    } finally {
+      await t.close();
+    }
+  });
+
   test('a wrong current password is a 401 with a challenge that does not blame the token', async () => {
     const t = await startTestServer();
     try {

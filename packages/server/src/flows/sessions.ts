@@ -69,6 +69,18 @@ export async function changePassword(
   // A stolen access token must not become a password oracle: failures count like failed logins.
   const refund = await takePasswordAttempt(ctx, input.client, auth.user, auth.user.username);
   if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
+    await ctx.store.appendAudit(new Date(ctx.now()), [
+      {
+        event: 'password.change_failed',
+        outcome: 'failure',
+        userId: auth.user.id,
+        username: auth.user.username,
+        sessionId: auth.session.id,
+        ip: input.client.ip,
+        userAgent: input.client.userAgent,
+        reason: 'wrong_current_password',
+      },
+    ]);
     throw new TesseraError('invalid_credentials');
   }
   refund();

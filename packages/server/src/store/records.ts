@@ -65,6 +65,7 @@ export type AuditEventName =
   | 'token.reused'
   | 'session.revoked'
   | 'password.changed'
+  | 'password.change_failed'
   | 'user.disabled'
   | 'user.enabled'
   | 'user.removed'
