@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
-import { normalizeUsername } from './flows/register_user.js';
+import { normalizeUsername, usernameSkeleton } from './flows/usernames.js';
 import { generateSigningKey, type KeyRing } from './keys/key_ring.js';
 import { checkPasswordPolicy, hashPassword } from './lib/passwords.js';
 import type { AuditEventName } from './store/records.js';
@@ -54,7 +54,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
         if (!/^[a-z][a-z0-9_.:-]{0,63}$/i.test(role)) throw new TesseraError('invalid_request', `Invalid role "${role}".`);
       }
       const user = await host.store.createUser(
-        { id: randomUUID(), username, passwordHash: await hashPassword(request.password), roles, now },
+        { id: randomUUID(), username, skeleton: usernameSkeleton(username), passwordHash: await hashPassword(request.password), roles, now },
         OPERATOR,
       );
       return { id: user.id, username: user.username, roles: user.roles };

@@ -14,6 +14,7 @@ import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
 import { RedisLink } from './cluster/redis_link.js';
 import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
 import type { Database } from './store/database.js';
+import { usernameSkeleton } from './flows/usernames.js';
 import { openDataDir } from './store/data_dir.js';
 import { migrate } from './store/migrations.js';
 import { openPgliteDatabase } from './store/pglite_database.js';
@@ -59,6 +60,8 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         redis?.publishRevocation();
       },
     );
+    const filled = await store.fillUsernameSkeletons(usernameSkeleton);
+    if (filled) log.info({ users: filled }, 'username skeletons filled in for older users');
     hub = await RevocationHub.open({ store, accessTtl: config.accessTtl, now: config.clock, log, pollIntervalMs: Math.max(100, config.revocationPoll * 1000) });
     const keys = await KeyRing.load(store, {
       alg: config.alg,

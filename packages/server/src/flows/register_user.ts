@@ -4,21 +4,9 @@ import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { AuthContext } from './context.js';
 import { checkIpLimit } from './rate_limits.js';
+import { normalizeUsername, usernameSkeleton } from './usernames.js';
 
-/** Letters, digits and `._@+-`, 3 to 64 characters: fits an email address, not markup. */
-const USERNAME = /^[\p{L}\p{N}._@+-]{3,64}$/u;
-
-/** Normalises a username (NFKC) and checks its shape. */
-export function normalizeUsername(username: string): string {
-  const normalized = username.normalize('NFKC');
-  if (!USERNAME.test(normalized)) {
-    throw new TesseraError(
-      'invalid_request',
-      'The username must be 3 to 64 letters, digits or . _ @ + - characters.',
-    );
-  }
-  return normalized;
-}
+export { normalizeUsername } from './usernames.js';
 
 /** Creates a user from a public sign-up. */
 export async function registerUser(
@@ -39,7 +27,7 @@ export async function createUser(
 ): Promise<UserRecord> {
   const passwordHash = await hashPassword(input.password);
   return ctx.store.createUser(
-    { id: randomUUID(), username: input.username, passwordHash, roles: input.roles, now: new Date(ctx.now()) },
+    { id: randomUUID(), username: input.username, skeleton: usernameSkeleton(input.username), passwordHash, roles: input.roles, now: new Date(ctx.now()) },
     { ip: input.client.ip, userAgent: input.client.userAgent },
   );
 }

@@ -152,6 +152,17 @@ INSERT INTO revocation_counter (epoch, position)
 CREATE INDEX revocation_feed_revoked_at_idx ON revocation_feed (revoked_at, position);
 `,
   },
+  {
+    version: 6,
+    name: 'username skeletons: look-alike usernames are one name',
+    sql: `
+-- The UTS #39-style skeleton of each username (see flows/usernames.ts): a sign-up whose
+-- skeleton an existing user has is refused. Filled in by the server for older rows;
+-- not unique, so users who registered look-alikes before this release keep their names.
+ALTER TABLE users ADD COLUMN username_skeleton text;
+CREATE INDEX users_username_skeleton_idx ON users (username_skeleton);
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

@@ -30,7 +30,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     after(() => store?.close());
 
     async function newUser(name = `u${randomUUID().slice(0, 8)}`): Promise<UserRecord> {
-      return store.createUser({ id: randomUUID(), username: name, passwordHash: 'argon2-hash', roles: ['reader'], now: t0 }, client);
+      return store.createUser({ id: randomUUID(), username: name, skeleton: name.toLowerCase(), passwordHash: 'argon2-hash', roles: ['reader'], now: t0 }, client);
     }
     const token = (issued: number, ttl = 3600): NewRefreshToken => ({
       jtiHash: randomUUID(),
@@ -215,7 +215,7 @@ describe('a login that raced a password change gets no session', () => {
     try {
       const now = new Date();
       const client = { ip: null, userAgent: null };
-      const user = await store.createUser({ id: randomUUID(), username: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      const user = await store.createUser({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
       await store.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: randomUUID(), now, client });
       const stale = await store.createSession({
         session: { id: randomUUID(), user, client },
@@ -241,7 +241,7 @@ describe('a login that raced a password change gets no session', () => {
       const store = new Store(db);
       const now = new Date();
       const client = { ip: null, userAgent: null };
-      const user = await store.createUser({ id: randomUUID(), username: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      const user = await store.createUser({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
       await other.connect();
       await other.query('BEGIN');
       await other.query("UPDATE users SET password_hash = 'new-hash' WHERE id = $1", [user.id]);

@@ -125,15 +125,20 @@ export class Store {
   // ---- users ----
 
   async createUser(
-    input: { id: string; username: string; passwordHash: string; roles: string[]; now: Date },
+    input: { id: string; username: string; skeleton: string; passwordHash: string; roles: string[]; now: Date },
     audit: Omit<AuditEntry, 'event' | 'outcome'>,
   ): Promise<UserRecord> {
     try {
       return await this.#write(input.now, async (tx, log) => {
+        // One sign-up at a time checks and takes a skeleton: two look-alikes registered at
+        // once must not both get in (the skeleton index is not unique, for older rows).
+        await tx.query('SELECT pg_advisory_xact_lock($1)', [USERNAME_LOCK]);
+        const lookalike = await tx.query('SELECT 1 FROM users WHERE username_skeleton = $1 LIMIT 1', [input.skeleton]);
+        if (lookalike.rows.length) throw new TesseraError('username_taken');
         const { rows } = await tx.query<UserRow>(
-          `INSERT INTO users (id, username, password_hash, roles, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $5) RETURNING *`,
-          [input.id, input.username, input.passwordHash, input.roles, input.now],
+          `INSERT INTO users (id, username, username_skeleton, password_hash, roles, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *`,
+          [input.id, input.username, input.skeleton, input.passwordHash, input.roles, input.now],
         );
         const user = toUser(rows[0]!);
         await log({ ...audit, event: 'user.registered', outcome: 'success', userId: user.id, username: user.username });
@@ -142,6 +147,17 @@ export class Store {
     } catch (error) {
       if (isUniqueViolation(error)) throw new TesseraError('username_taken');
       throw error;
+    }
+  }
+
+  /** Gives older rows (from before migration 6) their skeleton, a batch at a time. */
+  async fillUsernameSkeletons(skeleton: (username: string) => string): Promise<number> {
+    let filled = 0;
+    for (;;) {
+      const { rows } = await this.db.query<{ id: string; username: string }>('SELECT id, username FROM users WHERE username_skeleton IS NULL LIMIT 500');
+      if (rows.length === 0) return filled;
+      for (const row of rows) await this.db.query('UPDATE users SET username_skeleton = $2 WHERE id = $1', [row.id, skeleton(row.username)]);
+      filled += rows.length;
     }
   }
 
@@ -715,6 +731,8 @@ export class Store {
 }
 
 const SIGNING_KEY_LOCK = 0x7e55e7b;
+/** Serialises sign-ups while one checks and takes a username skeleton. */
+const USERNAME_LOCK = 0x7e55e7c;
 
 async function revokeWhere(tx: Queryable, where: string, params: unknown[], now: Date, reason: RevokeReason): Promise<string[]> {
   const n = params.length;

@@ -1,0 +1,45 @@
+import { TesseraError } from '@tessera/protocol';
+import { remove as withoutConfusables } from 'confusables';
+
+/** Letters, digits and `._@+-`, 3 to 64 characters: fits an email address, not markup. */
+const USERNAME = /^[\p{L}\p{N}._@+-]{3,64}$/u;
+
+/**
+ * The scripts a username's letters may come from together. Mixing any other two
+ * (Latin with Cyrillic, Greek with Latin…) is how look-alikes are made (`аlice`
+ * with a Cyrillic а), so it is refused, as UTS #39's "highly restrictive" profile does.
+ */
+const SCRIPTS = ['Latin', 'Cyrillic', 'Greek', 'Armenian', 'Georgian', 'Hebrew', 'Arabic', 'Han', 'Hiragana', 'Katakana', 'Hangul', 'Bopomofo', 'Thai', 'Devanagari'];
+const SCRIPT_PATTERNS = SCRIPTS.map((name) => [name, new RegExp(`\\p{Script=${name}}`, 'u')] as const);
+const ALLOWED_TOGETHER = [new Set(['Latin', 'Han', 'Hiragana', 'Katakana']), new Set(['Latin', 'Han', 'Hangul']), new Set(['Latin', 'Han', 'Bopomofo'])];
+
+/** Normalises a username (NFKC) and checks its shape and its scripts. */
+export function normalizeUsername(username: string): string {
+  const normalized = username.normalize('NFKC');
+  if (!USERNAME.test(normalized)) {
+    throw new TesseraError('invalid_request', 'The username must be 3 to 64 letters, digits or . _ @ + - characters.');
+  }
+  const scripts = scriptsOf(normalized);
+  if (scripts.size > 1 && !ALLOWED_TOGETHER.some((allowed) => [...scripts].every((s) => allowed.has(s)))) {
+    throw new TesseraError('invalid_request', `The username mixes scripts (${[...scripts].join(', ')}): use the letters of one.`);
+  }
+  return normalized;
+}
+
+function scriptsOf(text: string): Set<string> {
+  const scripts = new Set<string>();
+  for (const char of text) {
+    if (!/\p{L}/u.test(char)) continue;
+    scripts.add(SCRIPT_PATTERNS.find(([, pattern]) => pattern.test(char))?.[0] ?? 'Other');
+  }
+  return scripts;
+}
+
+/**
+ * What a username looks like, for telling look-alikes apart: confusable characters
+ * mapped to the ones they imitate (`раураl` → `paypal`, `ℌello` → `Hello`, accents
+ * and invisible marks dropped), then case-folded. Two users may not share one.
+ */
+export function usernameSkeleton(username: string): string {
+  return withoutConfusables(username.normalize('NFKC')).normalize('NFKC').toLowerCase();
+}
