@@ -2,6 +2,7 @@ import cookie from '@fastify/cookie';
 import staticFiles from '@fastify/static';
 import swagger from '@fastify/swagger';
 import { TesseraError } from '@tessera/protocol';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
@@ -9,7 +10,7 @@ import { accountRoutes } from './routes/account_routes.js';
 import { discoveryRoutes } from './routes/discovery_routes.js';
 import { revocationRoutes } from './routes/revocation_routes.js';
 import { tokenRoutes } from './routes/token_routes.js';
-import { SHARED_SCHEMAS } from './schemas.js';
+import { errorResponses, SHARED_SCHEMAS } from './schemas.js';
 
 /**
  * The web app at `/`, with a strict Content-Security-Policy: scripts and styles
@@ -87,6 +88,11 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     clientErrorHandler: answerClientError,
   });
 
+  // An `Expect` other than 100-continue: Node answers a bare 417, no body, outside the
+  // contract's shape (and outside the OAuth form grant's). RFC 9110 §10.1.1 lets a server
+  // ignore an expectation: nothing here needs one met, so the request is served as if it had none.
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => app.server.emit('request', request, response));
+
   // An empty body with a JSON content type means "no body" (many clients send the
   // header on every POST); anything else goes through Fastify's safe parser,
   // which refuses __proto__ and constructor pollution.
@@ -150,10 +156,22 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
       reply.elapsedTime / 1000,
     );
   });
-  app.get('/metrics', { schema: { operationId: 'metrics', security: [], tags: ['health'], summary: 'Prometheus metrics' } }, async (_request, reply) => {
-    reply.type(ctx.metrics.registry.contentType);
-    return ctx.metrics.registry.metrics();
-  });
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'metrics',
+        security: [],
+        tags: ['health'],
+        summary: 'Prometheus metrics',
+        response: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses() },
+      },
+    },
+    async (_request, reply) => {
+      reply.type(ctx.metrics.registry.contentType);
+      return ctx.metrics.registry.metrics();
+    },
+  );
 
   if (ctx.config.webRoot) await serveWebApp(app, ctx.config.webRoot);
 

@@ -1,6 +1,7 @@
 import { TesseraError, TOKEN_ERROR_CODES } from '@tessera/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DatabaseUnavailableError, isConnectionFailure } from '../store/database.js';
+import { brokenRule } from './schemas.js';
 
 const TOKEN_CODES: ReadonlySet<string> = new Set(TOKEN_ERROR_CODES);
 
@@ -40,6 +41,9 @@ export function toTesseraError(error: unknown): TesseraError {
   const status = fastifyError.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     if (status === 404) return new TesseraError('not_found');
+    // A schema that states one of the server's rules (username shape, password policy) answers as the rule does.
+    const rule = fastifyError.validation ? brokenRule(fastifyError.validation) : undefined;
+    if (rule) return new TesseraError(rule.code, rule.message, { cause: error });
     // Validation messages name the field and the rule ("body/password must be string"), never the value.
     const message = fastifyError.validation
       ? `Invalid request: ${fastifyError.message}.`

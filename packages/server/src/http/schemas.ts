@@ -1,4 +1,20 @@
 import { ERROR_CODES, type ErrorCode, errorCodes } from '@tessera/protocol';
+import type { FastifyRequest } from 'fastify';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../lib/passwords.js';
+
+/**
+ * The username rule of `normalizeUsername` (flows/usernames.ts), as far as JSON Schema
+ * can say it: after NFKC, 3 to 64 letters, digits or `._@+-`. Register normalises the
+ * field before validation (`nfkcUsername`), so the schema sees what the rule sees; the
+ * fuzz test checks, on every code point, that the schema refuses nothing the rule
+ * accepts and accepts nothing it refuses but for mixed scripts, which no pattern states.
+ */
+export const USERNAME_PATTERN = '^[\\p{L}\\p{N}._@+\\-]{3,64}$';
+const USERNAME_MESSAGE = 'The username must be 3 to 64 letters, digits or . _ @ + - characters.';
+const PASSWORD_MESSAGE = `The password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters long.`;
+
+/** The revocation feed's cursor (`<epoch>.<position>`, or a legacy time in ms): anything else is malformed. */
+export const CURSOR_PATTERN = '^(?:[0-9a-f]{12}\\.[0-9]{1,15}|[0-9]{1,15})?$';
 
 /** Shared schemas, registered once with `addSchema`; routes point at them by `$id`. */
 export const SHARED_SCHEMAS = [
@@ -27,11 +43,45 @@ export const SHARED_SCHEMAS = [
     required: ['access_token', 'token_type', 'expires_in', 'refresh_expires_in', 'session_id'],
   },
   {
+    $id: 'Username',
+    type: 'string',
+    minLength: 3,
+    maxLength: 64,
+    pattern: USERNAME_PATTERN,
+    description:
+      'Unicode NFKC-normalised first (fullwidth and other compatibility forms fold to their plain form), then 3 to 64 letters, digits or . _ @ + - ' +
+      '(code points). The letters must come from one script (Latin may go with Han, Hiragana, Katakana, Hangul or Bopomofo): a mix is ' +
+      '400 invalid_request too. A name that looks like an existing one (same confusable skeleton, any case) is 409 username_taken.',
+  },
+  {
+    $id: 'NewPassword',
+    type: 'string',
+    minLength: PASSWORD_MIN_LENGTH,
+    maxLength: PASSWORD_MAX_LENGTH,
+    description: `${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters (code points), anything else weak_password. No composition rules.`,
+  },
+  {
+    $id: 'Registration',
+    type: 'object',
+    properties: {
+      username: { $ref: 'Username#' },
+      password: { $ref: 'NewPassword#' },
+      use_cookie: { type: 'boolean', description: 'Accepted for symmetry with login; register opens no session.' },
+    },
+    required: ['username', 'password'],
+    additionalProperties: false,
+  },
+  {
     $id: 'Credentials',
     type: 'object',
     properties: {
-      username: { type: 'string', minLength: 1, maxLength: 256 },
-      password: { type: 'string', maxLength: 4096 },
+      username: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 256,
+        description: 'As registered (NFKC-normalised and compared case-insensitively); a name no account can have is just unknown: 401 invalid_credentials.',
+      },
+      password: { type: 'string', maxLength: 4096, description: 'Checked against the hash only: a wrong one of any length is 401 invalid_credentials.' },
       use_cookie: {
         type: 'boolean',
         description: 'Put the refresh token in an httpOnly, SameSite=Strict cookie scoped to /auth instead of the body.',
@@ -41,6 +91,34 @@ export const SHARED_SCHEMAS = [
     additionalProperties: false,
   },
 ] as const;
+
+/**
+ * Shared schemas that carry one of the server's rules: when the request fails one,
+ * the answer is that rule's code and message (the same the flow would give), not
+ * the validator's wording. Keyed by `$id`, for the keywords that state the rule;
+ * a wrong type stays a plain invalid_request.
+ */
+const RULES: Record<string, { code: ErrorCode; message: string; keywords: readonly string[] }> = {
+  Username: { code: 'invalid_request', message: USERNAME_MESSAGE, keywords: ['pattern', 'minLength', 'maxLength'] },
+  NewPassword: { code: 'weak_password', message: PASSWORD_MESSAGE, keywords: ['minLength', 'maxLength'] },
+};
+
+/** The rule a failed validation broke, if it is one of `RULES`. */
+export function brokenRule(validation: unknown): { code: ErrorCode; message: string } | undefined {
+  const first = (Array.isArray(validation) ? validation[0] : undefined) as { schemaPath?: unknown; keyword?: unknown } | undefined;
+  if (typeof first?.schemaPath !== 'string') return undefined;
+  const id = first.schemaPath.split('#')[0]!;
+  const rule = Object.hasOwn(RULES, id) ? RULES[id] : undefined;
+  return rule?.keywords.includes(String(first.keyword)) ? rule : undefined;
+}
+
+/** preValidation of routes taking a new username: the schema checks what the rule checks, the NFKC form. */
+export async function nfkcUsername(request: FastifyRequest): Promise<void> {
+  const body = request.body as { username?: unknown } | null | undefined;
+  if (typeof body === 'object' && body !== null && !Array.isArray(body) && typeof body.username === 'string') {
+    body.username = body.username.normalize('NFKC');
+  }
+}
 
 /**
  * Error responses of a route, one entry per status, each listing its codes, so

@@ -136,7 +136,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
           type: 'object',
           properties: {
             current_password: { type: 'string', minLength: 1, maxLength: 4096 },
-            new_password: { type: 'string', maxLength: 4096 },
+            new_password: { $ref: 'NewPassword#' },
           },
           required: ['current_password', 'new_password'],
           additionalProperties: false,

@@ -28,6 +28,31 @@ const oauthError = {
   required: ['error'],
 } as const;
 
+const BODY_PROPERTIES = {
+  refresh_token: { type: 'string', minLength: 1, maxLength: 8192 },
+  grant_type: { type: 'string', maxLength: 64, description: 'form grant only: refresh_token' },
+  client_id: { type: 'string', maxLength: 256, description: "form grant only, optional: the server's --client-id" },
+  scope: { type: 'string', maxLength: 1024, description: 'form grant only, ignored: Tessera tokens carry roles, not scopes' },
+} as const;
+
+/**
+ * The form grant's body as RFC 6749 §6 has it, for the OpenAPI description. The route's
+ * own schema serves JSON bodies too, where the token may come from the header or the
+ * cookie instead, so it cannot require these: the route checks them itself, in OAuth's
+ * terms (no grant_type or no refresh_token: invalid_request; another grant type:
+ * unsupported_grant_type).
+ */
+export const FORM_GRANT_SCHEMA = {
+  type: 'object',
+  properties: {
+    ...BODY_PROPERTIES,
+    grant_type: { type: 'string', enum: ['refresh_token'], description: 'any other grant type is 400 unsupported_grant_type' },
+    client_id: { ...BODY_PROPERTIES.client_id, description: "optional: the server's --client-id (another is 400 invalid_grant)" },
+  },
+  required: ['grant_type', 'refresh_token'],
+  additionalProperties: false,
+} as const;
+
 /**
  * `POST /auth/refresh`: a refresh token for a new pair. Our own clients send the token
  * as `Authorization: Bearer`, in a JSON body or in the cookie; any OAuth 2.0 client
@@ -56,16 +81,7 @@ export function refreshRoute(app: FastifyInstance, ctx: AuthContext): void {
             'from the form grant_type=refresh_token&refresh_token=… (application/x-www-form-urlencoded), whose errors are OAuth\'s (400 invalid_grant, ' +
             'unsupported_grant_type, invalid_request). Every refresh rotates the token. Presenting the token just rotated again within the reuse grace ' +
             'returns the same successor; any other reuse is token_reused (invalid_grant) and ends the session.',
-          body: {
-            type: ['object', 'null'],
-            properties: {
-              refresh_token: { type: 'string', minLength: 1, maxLength: 8192 },
-              grant_type: { type: 'string', maxLength: 64, description: 'form grant only: refresh_token' },
-              client_id: { type: 'string', maxLength: 256, description: "form grant only, optional: the server's --client-id" },
-              scope: { type: 'string', maxLength: 1024, description: 'form grant only, ignored: Tessera tokens carry roles, not scopes' },
-            },
-            additionalProperties: false,
-          },
+          body: { type: ['object', 'null'], properties: BODY_PROPERTIES, additionalProperties: false },
           consumes: ['application/json', FORM],
           security: [{ bearer: [] }, { refreshCookie: [] }, {}],
           response: withOAuthErrors({

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
 import { addressGroup } from '../../flows/rate_limits.js';
 import { type FeedStreamLimits, FeedStreams, revocationJson } from '../feed_streams.js';
-import { errorResponses } from '../schemas.js';
+import { CURSOR_PATTERN, errorResponses } from '../schemas.js';
 
 const revocationSchema = {
   type: 'object',
@@ -43,8 +43,26 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
         summary: 'Sessions revoked within the last access-token lifetime, a page at a time (JSON), or streamed (SSE with Accept: text/event-stream)',
         querystring: {
           type: 'object',
-          properties: { since: { type: 'string', maxLength: 64, description: 'the cursor of a previous page, or the id of the last event' } },
+          properties: {
+            since: {
+              type: 'string',
+              maxLength: 28,
+              pattern: CURSOR_PATTERN,
+              description: 'the cursor of a previous page, or the id of the last event; a foreign or impossible one is 400 invalid_request as well',
+            },
+          },
           additionalProperties: false,
+        },
+        headers: {
+          type: 'object',
+          properties: {
+            'last-event-id': {
+              type: 'string',
+              maxLength: 28,
+              pattern: CURSOR_PATTERN,
+              description: 'SSE resumption (sent by EventSource): the id of the last event seen; ?since= wins',
+            },
+          },
         },
         security: secret ? [{ bearer: [] }] : [],
         response: {

@@ -7,7 +7,7 @@ import { registerUser } from '../../flows/register_user.js';
 import { logout } from '../../flows/sessions.js';
 import { assertSameOrigin, clearRefreshCookie, readRefreshCookie, setRefreshCookie } from '../refresh_cookie.js';
 import { bearerToken, clientInfo } from '../request_context.js';
-import { errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { errorResponses, nfkcUsername, TOKEN_ERRORS } from '../schemas.js';
 import { refreshRoute } from './refresh_route.js';
 
 interface CredentialsBody {
@@ -21,12 +21,13 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
   app.post<{ Body: CredentialsBody }>(
     '/auth/register',
     {
+      preValidation: nfkcUsername,
       schema: {
         operationId: 'register',
         security: [],
         tags: ['auth'],
         summary: 'Create an account',
-        body: { $ref: 'Credentials#' },
+        body: { $ref: 'Registration#' },
         response: {
           201: {
             type: 'object',
