@@ -20,20 +20,35 @@ function shBlockAfter(heading: string): string {
   return match[1];
 }
 
-function bash(script: string, cwd: string, env: Record<string, string>) {
-  return spawnSync('bash', ['-c', script], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+/** Runs a script with bash; a hung command fails the test with what it printed, instead of blocking it. */
+function bash(script: string, cwd: string, env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', script], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      reject(new Error(`timed out after 60 s: ${script.slice(0, 200)}\nstdout: ${stdout.slice(-500)}\nstderr: ${stderr.slice(-500)}`));
+    }, 60_000);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
 
 async function waitFor(url: string): Promise<void> {
   const deadline = Date.now() + 60_000;
-  while (!(await fetch(url).then((r) => r.ok, () => false))) {
+  while (!(await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false))) {
     if (Date.now() > deadline) throw new Error(`${url} did not come up`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   await exited;
@@ -67,7 +82,7 @@ test('every command of the README tour and of "Operating" works as written', { s
       .replaceAll('localhost:4000', `localhost:${authPort}`)
       .replaceAll('localhost:4001', `localhost:${apiPort}`)
       .replace('sleep 11;', 'sleep 1.5;');
-    const toured = bash(`set -eo pipefail\n${tour}`, dir, env);
+    const toured = await bash(`set -eo pipefail\n${tour}`, dir, env);
     assert.equal(toured.status, 0, toured.stderr);
     const out = toured.stdout;
     const expect = (pattern: RegExp, what: string) => assert.ok(pattern.test(out), `${what}: ${pattern} not in the tour's output`);
@@ -96,7 +111,7 @@ test('every command of the README tour and of "Operating" works as written', { s
         assert.ok(retiredKid, 'keys rotate published a new key');
         command = command.replace(' KID', ` ${retiredKid}`);
       }
-      const ran = bash(command, root, { ...env, PASSWORD: 'correct horse battery staple' });
+      const ran = await bash(command, root, { ...env, PASSWORD: 'correct horse battery staple' });
       assert.equal(ran.status, 0, `${line}\n${ran.stdout}${ran.stderr}`);
       if (line.includes('user list')) assert.match(ran.stdout, /carol/);
       if (line.includes('token verify')) assert.match(ran.stdout, /alice|valid/i);
@@ -106,9 +121,11 @@ test('every command of the README tour and of "Operating" works as written', { s
     assert.ok(!after.keys.some((k) => k.kid === retiredKid), 'the retired key left the JWKS at once');
   } finally {
     await stop(api);
-    const exited = new Promise((resolve) => serve.once('exit', resolve));
-    if (serve.exitCode === null && serve.pid) process.kill(-serve.pid, 'SIGTERM');
-    await exited;
+    if (serve.exitCode === null && serve.signalCode === null && serve.pid) {
+      const exited = new Promise((resolve) => serve.once('exit', resolve));
+      process.kill(-serve.pid, 'SIGTERM');
+      await exited;
+    }
     await rm(dir, { recursive: true, force: true });
   }
 });

@@ -122,6 +122,15 @@ describe('tessera CLI', () => {
     }
   });
 
+  test('keys retire takes a KID that starts with "-" (one base64url thumbprint in 64 does) as the KID, not a flag', async () => {
+    const kid = `-${'A'.repeat(42)}`;
+    for (const args of [['keys', 'retire', kid, '--data-dir', 'memory://'], ['keys', 'retire', '--data-dir', 'memory://', kid]]) {
+      const retired = await run(args);
+      assert.equal(retired.code, 1, retired.stderr);
+      assert.match(retired.stderr, new RegExp(`No live key "${kid}"`));
+    }
+  });
+
   test('a data directory others can enter is refused (exit 1, the chmod that fixes it), by serve and by the commands; nothing changes', async () => {
     const dir = tempDir();
     const first = await serve(['--data-dir', dir]);

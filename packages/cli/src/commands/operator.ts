@@ -68,7 +68,12 @@ export async function keysCommand(args: string[], io: Io): Promise<number> {
     if (sub === '--help') return print(io, helpText(usage, flags));
     throw new UsageError(sub ? `unknown keys command "${sub}"` : 'keys needs a command: list, rotate or retire');
   }
-  const { values, help, json, positionals } = parseFlags(rest, flags, io.env);
+  // Key ids are base64url thumbprints, and one in 64 starts with "-": such a KID is the
+  // argument, not a flag (moved behind "--" so parseArgs reads it as one).
+  const isFlag = (arg: string) => ['help', 'json', ...Object.keys(flags)].includes(arg.replace(/^--?/, '').split('=')[0]!);
+  const kidLike = sub === 'retire' ? rest.find((arg) => arg.startsWith('-') && !isFlag(arg) && arg.length >= 40) : undefined;
+  const argv = kidLike ? [...rest.filter((arg) => arg !== kidLike), '--', kidLike] : rest;
+  const { values, help, json, positionals } = parseFlags(argv, flags, io.env);
   if (help) return print(io, helpText(usage, flags));
   if (sub === 'retire' && positionals.length !== 1) throw new UsageError('keys retire needs exactly one KID');
   if (values.alg && !['RS256', 'PS256', 'ES256', 'EdDSA'].includes(values.alg)) throw new UsageError(`--alg: expected RS256, PS256, ES256 or EdDSA, got ${values.alg}`);
