@@ -30,6 +30,7 @@ export const SERVE_FLAGS = {
   retention: { env: 'TESSERA_RETENTION', help: 'how long the audit log and ended sessions are kept ("forever": never pruned)', default: '90d' },
   'jwks-max-age': { env: 'TESSERA_JWKS_MAX_AGE', help: 'seconds verifiers may cache the JWKS; a rotated-in key signs after this', default: '300' },
   'feed-secret': { env: 'TESSERA_FEED_SECRET', help: 'the revocation feed answers only Authorization: Bearer <this> (16+ characters)', default: '(none: open; a warning when listening beyond loopback)' },
+  'metrics-token': { env: 'TESSERA_METRICS_TOKEN', help: 'GET /metrics answers Authorization: Bearer <this> from anywhere (16+ characters)', default: '(none: loopback clients only)' },
   'feed-streams-per-address': { env: 'TESSERA_FEED_STREAMS_PER_ADDRESS', help: 'revocation event streams one client address may hold open', default: '32' },
   'feed-max-streams': { env: 'TESSERA_FEED_MAX_STREAMS', help: 'revocation event streams per instance (about 16 KiB each)', default: '4096' },
   'key-encryption-key': { env: 'TESSERA_KEY_ENCRYPTION_KEY', help: '32 random bytes (base64) to encrypt private keys at rest', default: '(none: file mode 0600/0700)' },

@@ -76,6 +76,11 @@ export interface ServerOptions {
    * (at least 16 characters). Env twin `TESSERA_FEED_SECRET`.
    */
   feedSecret?: string;
+  /**
+   * `GET /metrics` answers `Authorization: Bearer <metricsToken>` from anywhere; without
+   * one, it answers loopback clients only. At least 16 characters. Env twin `TESSERA_METRICS_TOKEN`.
+   */
+  metricsToken?: string;
   /** Open revocation streams per client address (IPv6 by /64). Default 32. */
   feedStreamsPerAddress?: number;
   /** Open revocation streams on this instance. Default: 64 MiB of stream memory, 4,096 streams (see README). */
@@ -116,6 +121,7 @@ export interface ServerConfig {
   logStream: NodeJS.WritableStream | undefined;
   feedHeartbeat: number;
   feedSecret: string | undefined;
+  metricsToken: string | undefined;
   feedStreamsPerAddress: number;
   feedMaxStreams: number;
   feedSlowConsumerMs: number;
@@ -206,6 +212,10 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
   if (feedSecret !== undefined && (feedSecret.length < 16 || !/^[\x21-\x7e]+$/.test(feedSecret))) {
     throw new TypeError('feedSecret: expected at least 16 printable characters without spaces (openssl rand -base64 32)');
   }
+  const metricsToken = options.metricsToken || undefined;
+  if (metricsToken !== undefined && (metricsToken.length < 16 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
+    throw new TypeError('metricsToken: expected at least 16 printable characters without spaces (openssl rand -base64 32)');
+  }
   if (!Number.isInteger(databasePoolSize) || databasePoolSize < 1) throw new TypeError('databasePoolSize: expected a positive integer');
   return Object.freeze({
     port,
@@ -230,6 +240,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     logStream: options.logStream,
     feedHeartbeat: options.feedHeartbeat ?? 10,
     feedSecret,
+    metricsToken,
     feedStreamsPerAddress: positiveInt('feedStreamsPerAddress', options.feedStreamsPerAddress ?? DEFAULTS.feedStreamsPerAddress),
     feedMaxStreams: positiveInt('feedMaxStreams', options.feedMaxStreams ?? DEFAULTS.feedMaxStreams),
     feedSlowConsumerMs: positiveInt('feedSlowConsumerMs', options.feedSlowConsumerMs ?? 15_000),

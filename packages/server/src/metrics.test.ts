@@ -54,3 +54,55 @@ test('/metrics is Prometheus text and its counters move', async () => {
     await t.close();
   }
 });
+
+test('/metrics answers loopback clients only, or anyone with the metrics token; a count(*) at most every 15 s', async () => {
+  // Behind a trusted proxy the client's address is the forwarded one: a remote scraper.
+  const open = await startTestServer({ trustProxy: true });
+  try {
+    assert.equal((await fetch(`${open.url}/metrics`)).status, 200, 'loopback');
+    const remote = await fetch(`${open.url}/metrics`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    assert.equal(remote.status, 403);
+    assert.deepEqual(Object.keys(await remote.json()).sort(), ['error', 'message']);
+    // Many scrapes, one count(*) of the sessions.
+    let counts = 0;
+    const store = open.server.context.store;
+    const count = store.countActiveSessions.bind(store);
+    store.countActiveSessions = async (now) => {
+      counts++;
+      return count(now);
+    };
+    for (let i = 0; i < 20; i++) await fetch(`${open.url}/metrics`);
+    assert.ok(counts <= 1, `${counts} counts for 20 scrapes`);
+  } finally {
+    await open.close();
+  }
+  const token = 'metrics-token-0123456789abcdef';
+  const guarded = await startTestServer({ trustProxy: true, metricsToken: token });
+  try {
+    const remote = { 'x-forwarded-for': '203.0.113.7' };
+    const none = await fetch(`${guarded.url}/metrics`, { headers: remote });
+    assert.equal(none.status, 401);
+    assert.equal((await none.json()).error, 'invalid_token');
+    assert.equal((await fetch(`${guarded.url}/metrics`, { headers: { ...remote, authorization: 'Bearer not-the-token-at-all' } })).status, 401);
+    assert.equal((await fetch(`${guarded.url}/metrics`)).status, 401, 'with a token, loopback needs it too');
+    const ok = await fetch(`${guarded.url}/metrics`, { headers: { ...remote, authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /tessera_active_sessions/);
+  } finally {
+    await guarded.close();
+  }
+  await assert.rejects(startTestServer({ metricsToken: 'short' }), /metricsToken: expected at least 16/);
+});
+
+test('only JSON bodies are parsed (Fastify’s text/plain parser is gone): a text/plain body is refused in the contract shape, and changes nothing', async () => {
+  const t = await startTestServer();
+  try {
+    const res = await t.call('POST', '/auth/register', { body: '{"username":"plaintext","password":"correct horse battery"}', headers: { 'content-type': 'text/plain' } });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.body, { error: 'invalid_request', message: 'The request body must be JSON (Content-Type: application/json).' });
+    const login = await t.call('POST', '/auth/login', { body: { username: 'plaintext', password: 'correct horse battery' } });
+    assert.equal(login.status, 401, 'no user was made');
+  } finally {
+    await t.close();
+  }
+});

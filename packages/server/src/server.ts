@@ -87,7 +87,9 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       log,
       revocations: hub,
       metrics: createMetrics({
-        activeSessions: () => store.countActiveSessions(new Date(config.clock())),
+        // A count(*) over sessions: at most one per 15 s however often /metrics is scraped
+        // (on single-connection PGlite every query waits its turn with the logins).
+        activeSessions: cachedFor(15_000, () => store.countActiveSessions(new Date(config.clock()))),
         keys: () => keys.describe(),
         redisHealthy: redis ? () => redis.healthy : undefined,
       }),
@@ -191,4 +193,20 @@ async function openDatabase(config: ServerConfig): Promise<{ db: Database; relea
   }
   if (config.dataDir === MEMORY_DATA_DIR) return { db: await openPgliteDatabase(undefined), release: () => {} };
   return openDataDir(config.dataDir);
+}
+
+/** `load`, run at most once per `ms`: callers within that time share the last answer (or the one in flight). */
+function cachedFor<T>(ms: number, load: () => Promise<T>): () => Promise<T> {
+  let last: { at: number; value: Promise<T> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (!last || now - last.at >= ms) {
+      const value = load();
+      last = { at: now, value };
+      value.catch(() => {
+        if (last?.value === value) last = undefined; // a failure is not kept
+      });
+    }
+    return last.value;
+  };
 }

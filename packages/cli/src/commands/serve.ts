@@ -44,6 +44,7 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     webRoot: values['web-root'] === 'none' ? undefined : (values['web-root'] ?? builtWebApp()),
     keyEncryptionKey: values['key-encryption-key'],
     feedSecret: values['feed-secret'],
+    metricsToken: values['metrics-token'],
     feedStreamsPerAddress: int('feed-streams-per-address'),
     feedMaxStreams: int('feed-max-streams'),
   };

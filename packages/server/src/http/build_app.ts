@@ -8,9 +8,10 @@ import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
 import { accountRoutes } from './routes/account_routes.js';
 import { discoveryRoutes } from './routes/discovery_routes.js';
+import { metricsRoute } from './routes/metrics_route.js';
 import { revocationRoutes } from './routes/revocation_routes.js';
 import { tokenRoutes } from './routes/token_routes.js';
-import { errorResponses, SHARED_SCHEMAS } from './schemas.js';
+import { SHARED_SCHEMAS } from './schemas.js';
 
 /**
  * The web app at `/`, with a strict Content-Security-Policy: scripts and styles
@@ -96,8 +97,9 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   // An empty body with a JSON content type means "no body" (many clients send the
   // header on every POST); anything else goes through Fastify's safe parser,
   // which refuses __proto__ and constructor pollution.
+  // Fastify's own parsers go, text/plain included: only these two parse bodies.
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (request, body, done) => {
     const text = body.toString();
     if (text.trim() === '') return done(null, undefined);
@@ -156,22 +158,7 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
       reply.elapsedTime / 1000,
     );
   });
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        operationId: 'metrics',
-        security: [],
-        tags: ['health'],
-        summary: 'Prometheus metrics',
-        response: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses() },
-      },
-    },
-    async (_request, reply) => {
-      reply.type(ctx.metrics.registry.contentType);
-      return ctx.metrics.registry.metrics();
-    },
-  );
+  metricsRoute(app, ctx);
 
   if (ctx.config.webRoot) await serveWebApp(app, ctx.config.webRoot);
 

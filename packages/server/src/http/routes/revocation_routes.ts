@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { TesseraError } from '@tessera/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
 import { addressGroup } from '../../flows/rate_limits.js';
+import { BearerSecret } from '../bearer_secret.js';
 import { type FeedStreamLimits, FeedStreams, revocationJson } from '../feed_streams.js';
 import { CURSOR_PATTERN, errorResponses } from '../schemas.js';
 
@@ -32,7 +32,7 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
   });
   // Open streams would hold the server open: end them so shutdown can drain.
   app.addHook('preClose', async () => streams.close());
-  const secret = ctx.config.feedSecret === undefined ? undefined : digest(ctx.config.feedSecret);
+  const secret = ctx.config.feedSecret === undefined ? undefined : new BearerSecret(ctx.config.feedSecret);
 
   app.get<{ Querystring: { since?: string } }>(
     '/auth/revocations',
@@ -80,7 +80,7 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
       },
     },
     async (request, reply) => {
-      if (secret && !presentsSecret(request, secret)) throw new TesseraError('invalid_token', 'The revocation feed needs its secret: Authorization: Bearer <feed secret>.');
+      if (secret && !secret.presentedBy(request)) throw new TesseraError('invalid_token', 'The revocation feed needs its secret: Authorization: Bearer <feed secret>.');
       const lastEventId = request.headers['last-event-id'];
       const after = await hub.parseCursor(request.query.since ?? (typeof lastEventId === 'string' ? lastEventId : undefined));
       if (!hub.fresh) {
@@ -106,13 +106,3 @@ export function revocationRoutes(app: FastifyInstance, ctx: AuthContext, limits:
   return streams;
 }
 
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
-/** Compares digests, so neither the secret's length nor its content leaks through timing. */
-function presentsSecret(request: FastifyRequest, secret: Buffer): boolean {
-  const header = request.headers.authorization;
-  const match = typeof header === 'string' ? /^Bearer ([\x21-\x7e]+)$/i.exec(header) : null;
-  return timingSafeEqual(digest(match?.[1] ?? ''), secret);
-}
