@@ -17,7 +17,6 @@ type Next = (error?: unknown) => void;
 // Express apps written in TypeScript see `req.auth` on their own Request type (with
 // @types/express, Express's Request extends this global one; without it, this is inert).
 declare global {
-  // biome-ignore lint/style/noNamespace: the declaration merge @types/express documents for request properties
   namespace Express {
     interface Request {
       /** The verified access token's claims, set by `requireAuth`. */

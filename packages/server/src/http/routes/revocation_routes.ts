@@ -1,5 +1,5 @@
 import { TesseraError } from '@tessera/protocol';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
 import { addressGroup } from '../../flows/rate_limits.js';
 import { BearerSecret } from '../bearer_secret.js';
