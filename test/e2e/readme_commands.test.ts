@@ -20,7 +20,11 @@ function shBlockAfter(heading: string): string {
   return match[1];
 }
 
-/** Runs a script with bash; a hung command fails the test with what it printed, instead of blocking it. */
+/**
+ * Runs a script with bash. It is done when bash exits (a grandchild that keeps the
+ * pipes open cannot hold the test), and a hung command fails the test with what it
+ * printed instead of blocking it.
+ */
 function bash(script: string, cwd: string, env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['-c', script], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -28,13 +32,22 @@ function bash(script: string, cwd: string, env: Record<string, string>): Promise
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    };
     const timer = setTimeout(() => {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      killGroup();
       reject(new Error(`timed out after 60 s: ${script.slice(0, 200)}\nstdout: ${stdout.slice(-500)}\nstderr: ${stderr.slice(-500)}`));
     }, 60_000);
-    child.on('close', (status) => {
+    child.once('exit', (status) => {
       clearTimeout(timer);
-      resolve({ status, stdout, stderr });
+      // Let the pipes drain, then leave nothing of the group behind.
+      setTimeout(() => {
+        killGroup();
+        resolve({ status, stdout, stderr });
+      }, 200);
     });
   });
 }
@@ -57,7 +70,7 @@ async function stop(child: ChildProcess): Promise<void> {
 // The README's own command blocks, run as a reader would: `npx tessera serve`, the
 // 5-minute tour's curl commands, then every operator command, on a new data dir.
 // Only the ports (4000/4001 may be taken) and the reuse grace (10 s → 1 s) differ.
-test('every command of the README tour and of "Operating" works as written', { skip: spawnSync('curl', ['--version']).status !== 0 && 'curl is missing' }, async () => {
+test('every command of the README tour and of "Operating" works as written', { skip: spawnSync('curl', ['--version']).status !== 0 && 'curl is missing' }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'tessera-readme-'));
   const [authPort, apiPort] = [await freePort(), await freePort()];
   const env = {
@@ -75,6 +88,7 @@ test('every command of the README tour and of "Operating" works as written', { s
     stdio: 'ignore',
   });
   try {
+    t.diagnostic(`auth server on ${authPort}, business API on ${apiPort}`);
     await waitFor(`http://127.0.0.1:${authPort}/healthz`);
     await waitFor(`http://127.0.0.1:${apiPort}/readyz`);
 
@@ -82,6 +96,7 @@ test('every command of the README tour and of "Operating" works as written', { s
       .replaceAll('localhost:4000', `localhost:${authPort}`)
       .replaceAll('localhost:4001', `localhost:${apiPort}`)
       .replace('sleep 11;', 'sleep 1.5;');
+    t.diagnostic('running the tour');
     const toured = await bash(`set -eo pipefail\n${tour}`, dir, env);
     assert.equal(toured.status, 0, toured.stderr);
     const out = toured.stdout;
@@ -96,7 +111,7 @@ test('every command of the README tour and of "Operating" works as written', { s
     expect(/"openapi":"3\.1/, 'OpenAPI');
 
     // The placeholders a reader fills in: a key id and a token.
-    const jwks = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+    const jwks = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) })).json()) as { keys: { kid: string }[] };
     const pair = JSON.parse(readFileSync(join(dir, 'pair.json'), 'utf8')) as { access_token: string };
     const lines = shBlockAfter('## Operating').split('\n').filter((line) => line.trim() !== '');
     assert.ok(lines.length >= 12);
@@ -106,18 +121,20 @@ test('every command of the README tour and of "Operating" works as written', { s
       let command = line.replaceAll('alice', 'carol').replace('[--alg EdDSA]', '--alg EdDSA').replace(/\bJWT\b/, pair.access_token);
       if (command.includes(' KID')) {
         // Retire the key the rotation just published (an emergency on a key that never signed).
-        const keys = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+        const keys = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) })).json()) as { keys: { kid: string }[] };
         retiredKid = keys.keys.map((k) => k.kid).find((kid) => !jwks.keys.some((k) => k.kid === kid));
         assert.ok(retiredKid, 'keys rotate published a new key');
         command = command.replace(' KID', ` ${retiredKid}`);
       }
+      t.diagnostic(`running: ${line}`);
       const ran = await bash(command, root, { ...env, PASSWORD: 'correct horse battery staple' });
       assert.equal(ran.status, 0, `${line}\n${ran.stdout}${ran.stderr}`);
       if (line.includes('user list')) assert.match(ran.stdout, /carol/);
       if (line.includes('token verify')) assert.match(ran.stdout, /alice|valid/i);
       
     }
-    const after = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+    t.diagnostic("every command ran");
+    const after = (await (await fetch(`http://127.0.0.1:${authPort}/.well-known/jwks.json`, { signal: AbortSignal.timeout(10_000) })).json()) as { keys: { kid: string }[] };
     assert.ok(!after.keys.some((k) => k.kid === retiredKid), 'the retired key left the JWKS at once');
   } finally {
     await stop(api);

@@ -11,4 +11,10 @@ const app = await buildBusinessApi({
 });
 await app.listen({ port, host });
 process.stdout.write(`Example business API listening on http://${host}:${port} (GET /api/public, /api/profile, /api/admin)\n`);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void app.close());
+// Stop taking requests, let those in flight finish (at most 5 s), then exit.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    setTimeout(() => process.exit(0), 5000).unref();
+    app.close().then(() => process.exit(0), () => process.exit(1));
+  });
+}
