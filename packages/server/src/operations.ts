@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { normalizeUsername, usernameSkeleton } from './flows/usernames.js';
+import { openPrivateJwk } from './keys/key_encryption.js';
 import { generateSigningKey, type KeyRing } from './keys/key_ring.js';
 import { checkPasswordPolicy, hashPassword } from './lib/passwords.js';
 import type { AuditEventName } from './store/records.js';
@@ -182,11 +183,18 @@ async function verifyAgainstRing(host: AdminHost, token: string): Promise<unknow
 
 /** A new key, sealed when the host has a key-encryption key; never a plaintext key beside sealed ones. */
 async function newSigningKey(host: AdminHost, alg: SigningAlgorithm) {
-  if (!host.keyEncryptionKey && (await host.store.listSigningKeys()).some((k) => typeof k.privateJwk.sealed === 'string')) {
+  const sealed = (await host.store.listSigningKeys()).find((k) => typeof k.privateJwk.sealed === 'string');
+  if (sealed && !host.keyEncryptionKey) {
     throw new TesseraError(
       'invalid_request',
       'The signing keys are sealed: a new key would be written in the clear. Give --key-encryption-key (or TESSERA_KEY_ENCRYPTION_KEY).',
     );
+  }
+  // A new key sealed with another key-encryption key would stop every server that has the right one.
+  if (sealed) {
+    await openPrivateJwk(sealed.privateJwk, host.keyEncryptionKey, sealed.kid).catch(() => {
+      throw new TesseraError('invalid_request', 'This key-encryption key does not open the signing keys already sealed: nothing was changed.');
+    });
   }
   return generateSigningKey(alg, host.keyEncryptionKey);
 }

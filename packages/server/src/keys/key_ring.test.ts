@@ -185,8 +185,10 @@ describe('key rotation without logouts', () => {
       const audit = (await runAdminOperation(host, { op: 'audit', event: 'key.sealed' })) as { reason: string }[];
       assert.equal(audit.length, 1);
       assert.match(audit[0]!.reason, new RegExp(kid));
-      // A command without the key-encryption key refuses to add a key in the clear beside sealed ones.
+      // A command without the key-encryption key refuses to add a key in the clear beside sealed ones,
+      // and one with another key-encryption key refuses to add a key the servers could not open.
       await assert.rejects(runAdminOperation({ ...host, keyEncryptionKey: undefined }, { op: 'keys.rotate' }), /sealed: a new key would be written in the clear/);
+      await assert.rejects(runAdminOperation({ ...host, keyEncryptionKey: new Uint8Array(randomBytes(32)) }, { op: 'keys.rotate' }), /does not open the signing keys already sealed/);
       await sealed.close();
 
       // The key's material in every form it could take on disk: the JWK's base64url text, the raw
@@ -217,6 +219,21 @@ describe('key rotation without logouts', () => {
       assert.equal(again.server.context.keys.signer.kid, kid, 'the sealed key still signs');
       await again.close();
       await assert.rejects(startTestServer({ dataDir: dir }), /the signing keys are sealed/);
+
+      // Signing with a PEM file does not exempt the keys at rest in the store.
+      const plainDir = mkdtempSync(join(tmpdir(), 'tessera-seal-pem-'));
+      try {
+        await (await startTestServer({ dataDir: plainDir })).close();
+        const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+        const pem = join(plainDir, 'signing.pem');
+        writeFileSync(pem, await exportPKCS8(privateKey), { mode: 0o600 });
+        const external = await startTestServer({ dataDir: plainDir, keyEncryptionKey: kek, privateKeyFile: pem });
+        const rows = await external.server.context.store.db.query<{ private_jwk: Record<string, unknown> }>('SELECT private_jwk FROM signing_keys');
+        assert.ok(rows.rows.length > 0 && rows.rows.every((r) => typeof r.private_jwk.sealed === 'string'), 'stored keys sealed');
+        await external.close();
+      } finally {
+        rmSync(plainDir, { recursive: true, force: true });
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

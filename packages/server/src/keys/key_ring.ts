@@ -70,10 +70,11 @@ export class KeyRing {
    */
   static async load(store: Store, options: KeyRingOptions): Promise<KeyRing> {
     const ring = new KeyRing(store, options);
+    // Keys in the store are sealed even when a PEM file signs: they are still at rest there.
+    await sealKeysAtRest(store, options);
     if (options.privateKeyFile) {
       ring.#external = await loadPemKey(options.privateKeyFile, options.alg);
     } else {
-      await sealKeysAtRest(store, options);
       await store.ensureSigningKey(options.alg, new Date(options.now()), () => generateSigningKey(options.alg, options.keyEncryptionKey));
     }
     await ring.reload();

@@ -9,8 +9,9 @@ import { errorResponses } from '../schemas.js';
  * `GET /metrics` (Prometheus). It says how many sessions and users there are and
  * how the server is doing, so it is not for everyone: with `--metrics-token` it
  * answers that bearer token from anywhere, without one only loopback clients (a
- * scraper on the same machine, or a sidecar). The client address is the one
- * `--trust-proxy` yields, so a proxy on the same host does not make the world local.
+ * scraper on the same machine, or a sidecar). Both the connection and the client
+ * address `--trust-proxy` yields must be loopback: a forged X-Forwarded-For through a
+ * remote proxy does not pass, and a proxy on the same host does not make the world local.
  */
 export function metricsRoute(app: FastifyInstance, ctx: AuthContext): void {
   const token = ctx.config.metricsToken === undefined ? undefined : new BearerSecret(ctx.config.metricsToken);
@@ -34,7 +35,7 @@ export function metricsRoute(app: FastifyInstance, ctx: AuthContext): void {
           reply.header('www-authenticate', 'Bearer realm="tessera-metrics"');
           throw new TesseraError('invalid_token', 'The metrics need their token: Authorization: Bearer <metrics token>.');
         }
-      } else if (!isLoopback(request.ip)) {
+      } else if (!isLoopback(request.socket.remoteAddress ?? '') || !isLoopback(request.ip)) {
         throw new TesseraError('forbidden', 'The metrics answer loopback clients only; start the server with --metrics-token to scrape them from elsewhere.');
       }
       reply.type(ctx.metrics.registry.contentType);
