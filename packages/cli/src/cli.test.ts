@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -151,6 +151,14 @@ describe('tessera CLI', () => {
     }
     const fixed = await run(['user', 'list', '--data-dir', dir]);
     assert.equal(fixed.code, 0, fixed.stderr);
+    // A directory inside, linked to one that others can enter, is checked where it really is.
+    const elsewhere = tempDir();
+    chmodSync(elsewhere, 0o755);
+    symlinkSync(elsewhere, join(dir, 'db', 'linked'));
+    const linked = await run(['user', 'list', '--data-dir', dir]);
+    assert.equal(linked.code, 1);
+    assert.match(linked.stderr, /linked is 0755/);
+    rmSync(join(dir, 'db', 'linked'));
   });
 
   test('a data directory in use is refused clearly by a second serve, migrate answers through the running server, and nothing changes', async () => {

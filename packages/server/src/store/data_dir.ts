@@ -39,17 +39,21 @@ export async function openDataDir(dir: string): Promise<{ db: Database; release:
  */
 export function assertPrivateDataDir(dir: string): void {
   const open: string[] = [];
+  const seen = new Set<string>();
   const walk = (path: string) => {
     let stat: ReturnType<typeof statSync>;
     try {
-      stat = statSync(path);
+      stat = statSync(path); // follows symbolic links: a linked directory is checked where it really is
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // a new data dir is made private
       throw error;
     }
-    if (!stat.isDirectory()) return;
+    if (!stat.isDirectory() || seen.has(`${stat.dev}:${stat.ino}`)) return;
+    seen.add(`${stat.dev}:${stat.ino}`);
     if ((stat.mode & 0o077) !== 0) open.push(`${path} is ${(stat.mode & 0o777).toString(8).padStart(4, '0')}`);
-    for (const entry of readdirSync(path, { withFileTypes: true })) if (entry.isDirectory()) walk(join(path, entry.name));
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      if (entry.isDirectory() || entry.isSymbolicLink()) walk(join(path, entry.name));
+    }
   };
   walk(dir);
   if (open.length) throw new DataDirModeError(dir, open);
