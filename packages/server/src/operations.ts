@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 import { normalizeUsername, usernameSkeleton } from './flows/usernames.js';
-import { openPrivateJwk } from './keys/key_encryption.js';
+import { isSealed, openPrivateJwk } from './keys/key_encryption.js';
 import { generateSigningKey, type KeyRing } from './keys/key_ring.js';
 import { checkPasswordPolicy, hashPassword } from './lib/passwords.js';
 import type { AuditEventName } from './store/records.js';
@@ -90,7 +90,7 @@ export async function runAdminOperation(host: AdminHost, request: AdminRequest):
         activates_at: k.activatesAt.toISOString(),
         retired_at: k.retiredAt?.toISOString() ?? null,
         state: k.retiredAt ? 'retired' : k.kid === signer ? 'signing' : k.activatesAt > now ? 'pending' : host.keys && !published.has(k.kid) ? 'expired' : 'published',
-        encrypted: typeof k.privateJwk.sealed === 'string',
+        encrypted: isSealed(k.privateJwk),
       }));
     }
     case 'keys.rotate': {
@@ -183,7 +183,7 @@ async function verifyAgainstRing(host: AdminHost, token: string): Promise<unknow
 
 /** A new key, sealed when the host has a key-encryption key; never a plaintext key beside sealed ones. */
 async function newSigningKey(host: AdminHost, alg: SigningAlgorithm) {
-  const sealed = (await host.store.listSigningKeys()).find((k) => typeof k.privateJwk.sealed === 'string');
+  const sealed = (await host.store.listSigningKeys()).find((k) => isSealed(k.privateJwk));
   if (sealed && !host.keyEncryptionKey) {
     throw new TesseraError(
       'invalid_request',

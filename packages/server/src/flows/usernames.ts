@@ -1,8 +1,10 @@
 import { TesseraError } from '@tessera/protocol';
 import { remove as withoutConfusables } from 'confusables';
 
-/** Letters, digits and `._@+-`, 3 to 64 characters: fits an email address, not markup. */
-const USERNAME = /^[\p{L}\p{N}._@+-]{3,64}$/u;
+/** Letters, digits and `._@+-`, 3 to 64 characters: fits an email address, not markup. Also the OpenAPI schema's pattern. */
+export const USERNAME_PATTERN = '^[\\p{L}\\p{N}._@+\\-]{3,64}$';
+export const USERNAME_MESSAGE = 'The username must be 3 to 64 letters, digits or . _ @ + - characters.';
+const USERNAME = new RegExp(USERNAME_PATTERN, 'u');
 
 /**
  * The scripts a username's letters may come from together. Mixing any other two
@@ -22,7 +24,7 @@ const ALLOWED_TOGETHER = [new Set(['Latin', 'Han', 'Hiragana', 'Katakana']), new
 export function normalizeUsername(username: string): string {
   const normalized = username.normalize('NFKC');
   if (!USERNAME.test(normalized)) {
-    throw new TesseraError('invalid_request', 'The username must be 3 to 64 letters, digits or . _ @ + - characters.');
+    throw new TesseraError('invalid_request', USERNAME_MESSAGE);
   }
   const scripts = scriptsOf(normalized);
   if (scripts.has('Other')) throw new TesseraError('invalid_request', 'The username uses letters of a script this server does not take.');

@@ -1,5 +1,6 @@
 import { ERROR_CODES, type ErrorCode, errorCodes } from '@tessera/protocol';
 import type { FastifyRequest } from 'fastify';
+import { USERNAME_MESSAGE, USERNAME_PATTERN } from '../flows/usernames.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../lib/passwords.js';
 
 /**
@@ -9,8 +10,6 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../lib/passwords.js';
  * fuzz test checks, on every code point, that the schema refuses nothing the rule
  * accepts and accepts nothing it refuses but for mixed scripts, which no pattern states.
  */
-export const USERNAME_PATTERN = '^[\\p{L}\\p{N}._@+\\-]{3,64}$';
-const USERNAME_MESSAGE = 'The username must be 3 to 64 letters, digits or . _ @ + - characters.';
 const PASSWORD_MESSAGE = `The password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters long.`;
 
 /** The revocation feed's cursor (`<epoch>.<position>`, or a legacy time in ms): anything else is malformed. */

@@ -25,8 +25,13 @@ export async function sealPrivateJwk(jwk: Record<string, unknown>, kek: Uint8Arr
   return { sealed: jwe };
 }
 
+/** Whether a stored private key is sealed (a JWE) rather than a JWK in the clear. */
+export function isSealed(stored: StoredPrivateJwk): stored is { sealed: string } {
+  return typeof stored.sealed === 'string';
+}
+
 export async function openPrivateJwk(stored: StoredPrivateJwk, kek: Uint8Array | undefined, kid: string): Promise<Record<string, unknown>> {
-  if (typeof stored.sealed !== 'string') return stored;
+  if (!isSealed(stored)) return stored;
   if (!kek) throw new Error(`signing key ${kid} is encrypted: set TESSERA_KEY_ENCRYPTION_KEY`);
   try {
     const { plaintext } = await compactDecrypt(stored.sealed, kek, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });

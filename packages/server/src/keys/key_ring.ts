@@ -12,7 +12,7 @@ import {
 } from 'jose';
 import type { SigningKeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { openPrivateJwk, sealPrivateJwk } from './key_encryption.js';
+import { isSealed, openPrivateJwk, sealPrivateJwk } from './key_encryption.js';
 
 /** A key imported once: never a PEM or JWK re-parsed on the hot path. */
 export interface LoadedKey {
@@ -158,11 +158,6 @@ export class KeyRing {
 }
 
 /**
- * Whether record `i` (records oldest-activation first) is still published: it is
- * unless a newer key became active so long ago that every token it signed, refresh
- * tokens included, has expired.
- */
-/**
  * With a key-encryption key, every private key is sealed: one written in the clear
  * (by a command run without the key, or before the key was configured) is sealed
  * now, and on the embedded database the old row versions and WAL segments that
@@ -173,7 +168,7 @@ export class KeyRing {
 async function sealKeysAtRest(store: Store, options: KeyRingOptions): Promise<void> {
   const kek = options.keyEncryptionKey;
   const keys = await store.listSigningKeys();
-  const sealed = keys.filter((k) => typeof k.privateJwk.sealed === 'string');
+  const sealed = keys.filter((k) => isSealed(k.privateJwk));
   if (!kek) {
     if (sealed.length) throw new Error(`the signing keys are sealed (${sealed.map((k) => k.kid).join(', ')}): set TESSERA_KEY_ENCRYPTION_KEY (or --key-encryption-key) to the key they were sealed with`);
     return;
@@ -183,6 +178,11 @@ async function sealKeysAtRest(store: Store, options: KeyRingOptions): Promise<vo
   if (now.length && store.db.kind === 'pglite') await store.purgeOldKeyVersions();
 }
 
+/**
+ * Whether record `i` (records oldest-activation first) is still published: it is
+ * unless a newer key became active so long ago that every token it signed, refresh
+ * tokens included, has expired.
+ */
 function isPublished(records: SigningKeyRecord[], i: number, now: number, refreshTtl: number): boolean {
   const record = records[i]!;
   const takeover = records.slice(i + 1).find((r) => r.alg === record.alg && r.activatesAt.getTime() <= now);

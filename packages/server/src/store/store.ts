@@ -1,4 +1,5 @@
 import { TesseraError } from '@tessera/protocol';
+import { isSealed } from '../keys/key_encryption.js';
 import type { Database, Queryable } from './database.js';
 import type {
   AuditEntry,
@@ -617,7 +618,7 @@ export class Store {
    * Returns the kids it sealed, each with a `key.sealed` audit row.
    */
   async sealSigningKeys(now: Date, seal: (privateJwk: Record<string, unknown>) => Promise<Record<string, unknown>>): Promise<string[]> {
-    const plain = (await this.listSigningKeys()).filter((k) => typeof k.privateJwk.sealed !== 'string');
+    const plain = (await this.listSigningKeys()).filter((k) => !isSealed(k.privateJwk));
     const sealed: string[] = [];
     for (const key of plain) {
       const done = await this.#write(now, async (tx, log) => {
