@@ -16,7 +16,7 @@ async function auditOverhead() {
   await migrate(db);
   const store = new Store(db);
   const client = { ip: '127.0.0.1', userAgent: 'bench' };
-  const user = await store.createUser({ id: randomUUID(), username: 'bench', passwordHash: 'h', roles: [], now: new Date() }, client);
+  const user = await store.users.create({ id: randomUUID(), username: 'bench', passwordHash: 'h', roles: [], now: new Date() }, client);
   const n = 2000;
   const session: number[] = [];
   const rotate: number[] = [];
@@ -25,13 +25,13 @@ async function auditOverhead() {
     const id = randomUUID();
     const first = { jtiHash: randomUUID(), issuedAt: new Date(), expiresAt: new Date(Date.now() + 86_400_000) };
     let t = performance.now();
-    await store.createSession({ session: { id, user, client }, token: first, single: false, now: new Date() });
+    await store.sessions.open({ session: { id, user, client }, token: first, single: false, now: new Date() });
     session.push(performance.now() - t);
     t = performance.now();
-    await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: { ...first, jtiHash: randomUUID() }, now: new Date(), graceMs: 10_000, client });
+    await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: { ...first, jtiHash: randomUUID() }, now: new Date(), graceMs: 10_000, client });
     rotate.push(performance.now() - t);
     t = performance.now();
-    await store.appendAudit(new Date(), [{ event: 'token.refreshed', outcome: 'success', userId: user.id, username: user.username, sessionId: id, ...client }]);
+    await store.audit.append(new Date(), [{ event: 'token.refreshed', outcome: 'success', userId: user.id, username: user.username, sessionId: id, ...client }]);
     audit.push(performance.now() - t);
   }
   await store.close();

@@ -534,14 +534,14 @@ async function openFloorStore(sessionCount: number): Promise<FloorStore> {
   await migrate(db);
   const store = new Store(db);
   const now = new Date();
-  const user = await store.createUser(
+  const user = await store.users.create(
     { id: randomUUID(), username: 'floor-user', passwordHash: await hash(PASSWORD, ARGON2ID), roles: [], now },
     { ip: '127.0.0.1', userAgent: 'bench' },
   );
   const sessionIds: string[] = [];
   for (let i = 0; i < sessionCount; i++) {
     const id = randomUUID();
-    await store.createSession({
+    await store.sessions.open({
       session: { id, user, client: { ip: '127.0.0.1', userAgent: 'bench' } },
       token: { jtiHash: randomBytes(32).toString('base64url'), issuedAt: now, expiresAt: new Date(now.getTime() + 30 * DAY_MS) },
       single: false,
@@ -633,12 +633,12 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
       '1',
       () => fs.db.query('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [slots[i++ % slots.length]!.id, new Date()]),
     ],
-    ['Store.findUserByUsername (login)', '1', () => store.findUserByUsername(fs.user.username)],
+    ['Store.findUserByUsername (login)', '1', () => store.users.findByUsername(fs.user.username)],
     [
       'Store.createSession (login)',
       'BEGIN, SELECT … FOR UPDATE, 2 INSERT, COMMIT',
       () =>
-        store.createSession({
+        store.sessions.open({
           session: { id: randomUUID(), user: fs.user, client },
           token: { jtiHash: randomBytes(32).toString('base64url'), issuedAt: new Date(), expiresAt: new Date(Date.now() + 30 * DAY_MS) },
           single: false,
@@ -654,7 +654,7 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
         const slot = slots[i++ % slots.length]!;
         const successor = randomBytes(32).toString('base64url');
         const now = new Date();
-        const outcome = await store.rotateRefreshToken({
+        const outcome = await store.sessions.rotate({
           sessionId: slot.id,
           jtiHash: slot.hash,
           successor: { jtiHash: successor, issuedAt: now, expiresAt: new Date(now.getTime() + 30 * DAY_MS) },

@@ -45,7 +45,7 @@ describe('auth server on a real PostgreSQL', () => {
     );
     assert.deepEqual([...new Set(results.map((r) => r.status))], [200]);
     assert.equal(new Set(results.map((r) => decodeJwt(r.body.refresh_token).jti)).size, 1);
-    const state = await a.server.context.store.getRefreshState(pair.session_id);
+    const state = await a.server.context.store.sessions.refreshState(pair.session_id);
     assert.equal(state?.previousHash, refreshJtiHash(decodeJwt(pair.refresh_token).jti!), 'rotated exactly once');
   });
 

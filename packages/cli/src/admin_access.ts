@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ADMIN_SOCKET,
+  type AdminOp,
   type AdminRequest,
+  type AdminResults,
   MEMORY_DATA_DIR,
   callAdminChannel,
   type Database,
@@ -20,10 +22,15 @@ export interface DatabaseFlags {
   'data-dir'?: string;
   'database-url'?: string;
   'key-encryption-key'?: string;
+  /** Where reset links point when no running server answers (it knows its own). */
+  'public-url'?: string;
 }
 
-/** Runs operator requests wherever the data lives. */
-export type Call = (request: AdminRequest) => Promise<unknown>;
+/** Runs operator requests wherever the data lives, typed by the operation. */
+export type Call = <K extends AdminOp>(request: Extract<AdminRequest, { op: K }>) => Promise<AdminResults[K]>;
+
+/** Without a running server or --public-url, links point where `tessera serve` listens by default. */
+const DEFAULT_PUBLIC_URL = 'http://localhost:4000';
 
 /**
  * Reaches the data: with `--database-url`, the database directly (running
@@ -37,7 +44,9 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
     try {
       await migrate(db);
       const store = new Store(db, auditLine);
-      return await run((request) => runAdminOperation({ store, now: Date.now, keyEncryptionKey }, request));
+      // No mailer here: a command that exits at once cannot retry a mail; it prints the link.
+      const host = { store, now: Date.now, keyEncryptionKey, mailer: undefined, publicUrl: () => flags['public-url'] ?? DEFAULT_PUBLIC_URL };
+      return await run((request) => runAdminOperation(host, request));
     } finally {
       await db.close();
     }
@@ -55,7 +64,7 @@ export async function withAdmin<T>(flags: DatabaseFlags, run: (call: Call) => Pr
     if (!existsSync(socket)) {
       throw new Error(`${error.message}, and it has no admin channel (${socket}) to act through; nothing was changed`);
     }
-    return run((request) => callAdminChannel(socket, request));
+    return run(<K extends AdminOp>(request: Extract<AdminRequest, { op: K }>) => callAdminChannel(socket, request) as Promise<AdminResults[K]>);
   }
   try {
     return await direct(opened.db);

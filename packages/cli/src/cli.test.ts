@@ -259,6 +259,59 @@ describe('operator commands', () => {
     }
   });
 
+  test('user roles, set-password and reset-link: directly on the data dir, then through a running server', async () => {
+    const add = await run(['user', 'add', '--username', 'acct-user', '--password-stdin', '--role', 'reader', ...D], {}, 'first password 1');
+    assert.equal(add.code, 0, add.stderr);
+    const roles = await run(['user', 'roles', '--username', 'acct-user', '--role', 'editor', '--role', 'reader', ...D]);
+    assert.equal(roles.code, 0, roles.stderr);
+    assert.match(roles.stdout, /acct-user now has roles editor, reader/);
+    assert.equal((await run(['user', 'roles', '--username', 'acct-user', '--role', 'not a role', ...D])).code, 1);
+    assert.equal((await run(['user', 'roles', '--username', 'nobody', ...D])).code, 1);
+    const offline = await run(['user', 'reset-link', '--username', 'acct-user', '--public-url', 'https://accounts.example.test', ...D]);
+    assert.equal(offline.code, 0, offline.stderr);
+    assert.match(offline.stdout, /^https:\/\/accounts\.example\.test\/#reset-password=[A-Za-z0-9_-]{43}\n/);
+    assert.equal((await run(['user', 'set-password', '--username', 'acct-user', 'an-argument', ...D])).code, 2, 'never a password argument');
+
+    const server = await serve(D);
+    try {
+      const login = await post(`${server.url}/auth/login`, { username: 'acct-user', password: 'first password 1' });
+      assert.deepEqual(decodeJwt(login.body.access_token).roles, ['editor', 'reader']);
+      const cleared = await run(['user', 'roles', '--username', 'acct-user', '--json', ...D]);
+      assert.deepEqual(JSON.parse(cleared.stdout).roles, []);
+      const refreshed = await post(`${server.url}/auth/refresh`, {}, login.body.refresh_token);
+      assert.deepEqual(decodeJwt(refreshed.body.access_token).roles, [], 'the next refresh carries the new roles');
+
+      // The link made offline points where it was told; one made through the server points at the server.
+      const token = offline.stdout.split('\n')[0]!.split('=')[1]!;
+      const online = await run(['user', 'reset-link', '--username', 'acct-user', '--json', ...D]);
+      assert.equal(online.code, 0, online.stderr);
+      const link = JSON.parse(online.stdout);
+      assert.match(link.reset_url, new RegExp(`^http://localhost:${new URL(server.url).port}/#reset-password=`), 'under the issuer when --public-url is not set');
+      assert.equal(link.mailed, false);
+      assert.equal((await post(`${server.url}/auth/password/reset`, { token, new_password: 'second password 2' })).status, 204);
+      assert.equal((await post(`${server.url}/auth/password/reset`, { token: link.reset_url.split('=')[1], new_password: 'third password 3' })).body.error, 'invalid_reset_token', 'a reset voids the other links');
+
+      const relogin = await post(`${server.url}/auth/login`, { username: 'acct-user', password: 'second password 2' });
+      assert.equal(relogin.status, 200);
+      const set = await run(['user', 'set-password', '--username', 'acct-user', '--password-stdin', ...D], {}, 'fourth password 4\n');
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stdout, /ended 1 session/);
+      assert.equal((await post(`${server.url}/auth/refresh`, {}, relogin.body.refresh_token)).body.error, 'token_revoked');
+      assert.equal((await post(`${server.url}/auth/login`, { username: 'acct-user', password: 'fourth password 4' })).status, 200);
+      const weak = await run(['user', 'set-password', '--username', 'acct-user', '--password-stdin', ...D], {}, 'short');
+      assert.equal(weak.code, 1);
+      assert.match(weak.stderr, /weak_password/);
+
+      const audit = await run(['audit', '--username', 'acct-user', '--json', ...D]);
+      const events = JSON.parse(audit.stdout).map((e: { event: string }) => e.event);
+      for (const event of ['user.roles_changed', 'password.reset_requested', 'password.reset', 'password.changed']) assert.ok(events.includes(event), `${event} in ${events}`);
+      for (const secret of [token, 'second password 2', 'fourth password 4']) assert.ok(!audit.stdout.includes(secret));
+    } finally {
+      await server.stop();
+    }
+    assert.equal((await run(['user', 'remove', '--username', 'acct-user', ...D])).code, 0, 'the next test lists this dir’s users');
+  });
+
   test('token decode needs no database; remove ends the user for good', async () => {
     const decoded = await run(['token', 'decode', 'eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ4In0.c2ln']);
     assert.equal(decoded.code, 0);

@@ -9,6 +9,7 @@ const USAGE = `Usage: tessera <command> [options]
 Commands:
   serve                                   start an auth server
   user add|disable|enable|remove|list     manage users (passwords from stdin only)
+  user roles|set-password|reset-link      change roles, set a password, make a one-time reset link
   keys list|rotate|retire KID             manage signing keys
   token decode|verify JWT                 inspect a token
   audit                                   the audit log, newest first

@@ -22,6 +22,8 @@ export interface AccessTokenClaims {
   roles: string[];
   /** The client the token was issued to (RFC 9068 §2.2; the server's `--client-id`). Absent only in tokens from before it was added. */
   client_id?: string;
+  /** Whether the user's email has been verified; present only when the user has an email. */
+  email_verified?: boolean;
 }
 
 /** Claims of a Tessera refresh token: ids only, no name and no roles. */

@@ -30,7 +30,7 @@ export async function startAdminChannel(path: string, host: AdminHost): Promise<
   async function answer(line: string): Promise<unknown> {
     try {
       const request = JSON.parse(line) as AdminRequest;
-      if (!ADMIN_OPS.includes(request?.op)) throw new TesseraError('invalid_request', 'Unknown operation.');
+      if (typeof request !== 'object' || request === null || !ADMIN_OPS.includes(request.op)) throw new TesseraError('invalid_request', 'Unknown operation.');
       return { ok: true, result: await runAdminOperation(host, request) };
     } catch (error) {
       const tessera = error instanceof TesseraError ? error : new TesseraError('internal_error');

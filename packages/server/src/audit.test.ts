@@ -26,7 +26,7 @@ test('every audit event of the contract is written, as a row and a JSON log line
   const t = await startTestServer({ rateLimit: 'ip=1000/1m,user=2/1m', log: 'info', logStream: logs.stream });
   try {
     const ctx = t.server.context;
-    const host = { store: ctx.store, keys: ctx.keys, now: ctx.now };
+    const host = { ...ctx, keys: ctx.keys };
     const { username, password, pair } = await signUp(t);
     await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
     await t.call('POST', '/auth/login', { body: { username, password: 'wrong password!!' } });
@@ -44,7 +44,7 @@ test('every audit event of the contract is written, as a row and a JSON log line
     await runAdminOperation(host, { op: 'keys.retire', kid: rotated.kid });
     await runAdminOperation(host, { op: 'user.remove', username });
 
-    const rows = await ctx.store.listAudit({ limit: 1000 });
+    const rows = await ctx.store.audit.list({ limit: 1000 });
     for (const event of EVENTS) assert.ok(rows.some((r) => r.event === event), `audit row for ${event}`);
     for (const row of rows) {
       assert.ok(row.at instanceof Date && row.outcome.length > 0);
@@ -78,7 +78,7 @@ test('a logout names its user in the audit row, with an access token or a refres
     const second = await t.call('POST', '/auth/login', { body: { username: a.username, password: a.password } });
     assert.equal((await t.call('POST', '/auth/logout', { token: a.pair.access_token })).status, 204);
     assert.equal((await t.call('POST', '/auth/logout', { token: second.body.refresh_token })).status, 204);
-    const rows = await t.server.context.store.listAudit({ username: a.username, event: 'session.revoked', limit: 10 });
+    const rows = await t.server.context.store.audit.list({ username: a.username, event: 'session.revoked', limit: 10 });
     assert.deepEqual(rows.map((r) => r.sessionId).sort(), [a.pair.session_id, second.body.session_id].sort());
   } finally {
     await t.close();

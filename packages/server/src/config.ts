@@ -3,6 +3,7 @@ import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '@tessera/protocol';
 import { type Clock, systemClock } from './lib/clock.js';
 import { parseDuration } from './lib/duration.js';
 import { parseKeyEncryptionKey } from './keys/key_encryption.js';
+import { validateMailFrom, validateSmtpUrl } from './mail/mailer.js';
 
 /** A data directory of `memory://` keeps everything in memory: gone when the process ends. */
 export const MEMORY_DATA_DIR = 'memory://';
@@ -91,6 +92,20 @@ export interface ServerOptions {
   revocationPoll?: number;
   /** A built web app (apps/web/dist) to serve at `/`. Default none. */
   webRoot?: string;
+  /**
+   * `smtp://user:pass@host:port` (STARTTLS when offered) or `smtps://…` (implicit TLS)
+   * for password-reset and verification mail. Without it the mail routes answer
+   * `503 not_configured`. Env twin `TESSERA_SMTP_URL`.
+   */
+  smtpUrl?: string;
+  /** PEM of a certificate authority to trust for the SMTP server (a private CA), besides the system's. */
+  smtpCa?: string;
+  /** The sender of account mail. Default `Tessera <no-reply@localhost>`. */
+  mailFrom?: string;
+  /** Where the web app is reached; links in mail point there. Default the issuer. */
+  publicUrl?: string;
+  /** Account mails (reset and verification links) per account and hour. Default 5. */
+  mailPerHour?: number;
   /** Where log lines go. Default stdout. */
   logStream?: NodeJS.WritableStream;
   /** Time source in ms; tests inject one. */
@@ -126,6 +141,11 @@ export interface ServerConfig {
   feedMaxStreams: number;
   feedSlowConsumerMs: number;
   webRoot: string | undefined;
+  smtpUrl: string | undefined;
+  smtpCa: string | undefined;
+  mailFrom: string;
+  publicUrl: string | undefined;
+  mailPerHour: number;
   revocationPoll: number;
   jwksMaxAge: number;
   keyEncryptionKey: Uint8Array | undefined;
@@ -153,6 +173,8 @@ export const DEFAULTS = {
   retention: '90d',
   feedStreamsPerAddress: 32,
   feedMaxStreams: 4096,
+  mailFrom: 'Tessera <no-reply@localhost>',
+  mailPerHour: 5,
 } as const;
 
 /**
@@ -217,6 +239,20 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     throw new TypeError('metricsToken: expected at least 16 printable characters without spaces (openssl rand -base64 32)');
   }
   if (!Number.isInteger(databasePoolSize) || databasePoolSize < 1) throw new TypeError('databasePoolSize: expected a positive integer');
+  const smtpUrl = options.smtpUrl || undefined;
+  if (smtpUrl !== undefined) validateSmtpUrl(smtpUrl);
+  const publicUrl = options.publicUrl || undefined;
+  if (publicUrl !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(publicUrl);
+    } catch {}
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username) {
+      throw new TypeError(`publicUrl: expected an absolute http(s) URL without query or fragment, got ${publicUrl}`);
+    }
+  }
+  const mailFrom = options.mailFrom || DEFAULTS.mailFrom;
+  validateMailFrom(mailFrom);
   return Object.freeze({
     port,
     host: options.host ?? DEFAULTS.host,
@@ -245,6 +281,11 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     feedMaxStreams: positiveInt('feedMaxStreams', options.feedMaxStreams ?? DEFAULTS.feedMaxStreams),
     feedSlowConsumerMs: positiveInt('feedSlowConsumerMs', options.feedSlowConsumerMs ?? 15_000),
     webRoot: options.webRoot,
+    smtpUrl,
+    smtpCa: options.smtpCa || undefined,
+    mailFrom,
+    publicUrl: publicUrl?.replace(/\/+$/, ''),
+    mailPerHour: positiveInt('mailPerHour', options.mailPerHour ?? DEFAULTS.mailPerHour),
     revocationPoll: nonNegative('revocationPoll', options.revocationPoll ?? 1),
     jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
     keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,

@@ -165,7 +165,7 @@ describe('bad input gets a clear error and changes nothing', () => {
     assert.ok(result.valid, JSON.stringify(result.errors)?.slice(0, 1000));
     assert.deepEqual(doc.servers, [{ url: t.server.context.issuer(), description: 'this auth server' }]);
     const ids: string[] = [];
-    const publicOps = new Set(['register', 'login', 'getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics', 'listRevocations']);
+    const publicOps = new Set(['register', 'login', 'getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics', 'listRevocations', 'forgotPassword', 'resetPassword', 'verifyEmail']);
     for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { operationId?: string; security?: unknown[]; responses: Record<string, unknown> }>>)) {
       for (const [method, op] of Object.entries(item)) {
         assert.ok(op.operationId, `${method} ${path} has an operationId`);
@@ -245,7 +245,7 @@ describe('cookie mode', () => {
       const out = await fetch(`${t.url}/auth/logout`, { method: 'POST', headers: { cookie: cookiePair(cookie), ...headers } });
       assert.equal(out.status, 400);
     }
-    const state = await t.server.context.store.getRefreshState(body.session_id);
+    const state = await t.server.context.store.sessions.refreshState(body.session_id);
     assert.equal(state?.previousHash, null, 'no rotation happened');
     // The same request from our own origin works.
     const own = await fetch(`${t.url}/auth/refresh`, {
@@ -315,7 +315,7 @@ describe('rate limits on login and register', () => {
         statuses.push((await t.call('POST', '/auth/register', { body: { username: uniqueName(), password: 'long enough password' } })).status);
       }
       assert.deepEqual(statuses, [201, 201, 201, 201, 429, 429]);
-      const audit = await t.server.context.store.listAudit({ limit: 5 });
+      const audit = await t.server.context.store.audit.list({ limit: 5 });
       assert.equal(audit[0]?.event, 'rate_limited');
     } finally {
       await t.close();
@@ -356,7 +356,7 @@ describe('policies', () => {
       const res = await t.call('POST', '/auth/register', { body: { username, password: 'long enough password' } });
       assert.equal(res.status, 403);
       assert.equal(res.body.error, 'signup_disabled');
-      assert.equal(await t.server.context.store.findUserByUsername(username), null);
+      assert.equal(await t.server.context.store.users.findByUsername(username), null);
     } finally {
       await t.close();
     }
@@ -371,7 +371,7 @@ describe('policies', () => {
       assert.equal((await t.call('GET', '/auth/me', { token: pair.access_token })).body.error, 'token_revoked');
       assert.equal((await t.call('POST', '/auth/refresh', { token: pair.refresh_token })).body.error, 'token_revoked');
       assert.equal((await t.call('GET', '/auth/me', { token: second.body.access_token })).status, 200);
-      const events = await t.server.context.store.listAudit({ limit: 3 });
+      const events = await t.server.context.store.audit.list({ limit: 3 });
       assert.ok(events.some((e) => e.event === 'session.revoked' && e.reason === 'policy_single' && e.sessionId === pair.session_id));
     } finally {
       await t.close();
@@ -409,7 +409,7 @@ describe('hardening (from the security review)', () => {
       const checked = results.filter((r) => r.status === 401).length;
       assert.equal(checked, 5, `${checked} password checks for a limit of 5`);
       assert.equal(results.filter((r) => r.status === 429).length, 35);
-      const rows = await t.server.context.store.listAudit({ limit: 100 });
+      const rows = await t.server.context.store.audit.list({ limit: 100 });
       assert.equal(rows.filter((e) => e.event === 'rate_limited').length, 1, 'one audit row per limited key and window');
     } finally {
       await t.close();

@@ -1,6 +1,6 @@
 export { DEFAULTS, MEMORY_DATA_DIR, parseRateLimit, type RateLimit, resolveConfig, type ServerConfig, type ServerOptions } from './config.js';
 export { type Authenticated, authenticate } from './flows/authenticate.js';
-export type { AuthContext } from './flows/context.js';
+export type { AccountsContext, AuthContext } from './flows/context.js';
 export { createUser, normalizeUsername } from './flows/register_user.js';
 export { generateSigningKey, KeyRing, type PublicJwk } from './keys/key_ring.js';
 export { refreshJtiHash, successorJti } from './keys/tokens.js';
@@ -16,5 +16,7 @@ export { openPostgresDatabase } from './store/postgres_database.js';
 export type * from './store/records.js';
 export { type AuditSink, type RotationOutcome, Store } from './store/store.js';
 export { ADMIN_SOCKET, callAdminChannel, startAdminChannel } from './admin_channel.js';
-export { ADMIN_OPS, type AdminHost, type AdminRequest, runAdminOperation } from './operations.js';
+export { ADMIN_OPS, type AdminHost, type AdminOp, type AdminRequest, type AdminResults, runAdminOperation } from './operations.js';
+export type { AuditEventView, SessionView, UserView } from './account_views.js';
+export { type Mailer, createMailer } from './mail/mailer.js';
 export { parseKeyEncryptionKey } from './keys/key_encryption.js';

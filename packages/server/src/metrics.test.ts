@@ -65,9 +65,9 @@ test('/metrics answers loopback clients only, or anyone with the metrics token; 
     assert.deepEqual(Object.keys(await remote.json()).sort(), ['error', 'message']);
     // Many scrapes, one count(*) of the sessions.
     let counts = 0;
-    const store = open.server.context.store;
-    const count = store.countActiveSessions.bind(store);
-    store.countActiveSessions = async (now) => {
+    const sessions = open.server.context.store.sessions;
+    const count = sessions.countActive.bind(sessions);
+    sessions.countActive = async (now) => {
       counts++;
       return count(now);
     };

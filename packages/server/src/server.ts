@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { MEMORY_DATA_DIR, type RateLimit, type ServerConfig, type ServerOptions, resolveConfig, sameUrl } from './config.js';
 import type { AuthContext } from './flows/context.js';
@@ -8,6 +9,7 @@ import { type RetentionJob, startRetention } from './flows/retention.js';
 import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
+import { createMailer, type Mailer } from './mail/mailer.js';
 import { createMetrics } from './lib/metrics.js';
 import { createDummyHash } from './lib/passwords.js';
 import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
@@ -46,6 +48,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
   const log = createLogger(config.log, config.logStream);
   const { db, release } = await openDatabase(config);
   let issuer = config.issuer;
+  let mailer: Mailer | undefined;
   try {
     await migrate(db);
     // The hub needs the store, and the store's revocation hook wakes the hub: tie the knot late.
@@ -60,7 +63,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
         redis?.publishRevocation();
       },
     );
-    const filled = await store.fillUsernameSkeletons(usernameSkeleton);
+    const filled = await store.users.fillSkeletons(usernameSkeleton);
     if (filled) log.info({ users: filled }, 'username skeletons filled in for older users');
     hub = await RevocationHub.open({ store, accessTtl: config.accessTtl, now: config.clock, log, pollIntervalMs: Math.max(100, config.revocationPoll * 1000) });
     const keys = await KeyRing.load(store, {
@@ -76,11 +79,17 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       : undefined;
     reloadTimer?.unref();
     const redis = config.redisUrl ? RedisLink.connect(config.redisUrl, log) : undefined;
+    mailer = config.smtpUrl
+      ? createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, log, ...(config.smtpCa ? { tls: { ca: [...rootCertificates, config.smtpCa].join('\n') } } : {}) })
+      : undefined;
+    const issuerUrl = () => issuer ?? `http://localhost:${config.port}`;
     const context: AuthContext = {
       config,
       store,
       keys,
-      issuer: () => issuer ?? `http://localhost:${config.port}`,
+      mailer,
+      publicUrl: () => config.publicUrl ?? issuerUrl(),
+      issuer: issuerUrl,
       now: config.clock,
       dummyHash: await createDummyHash(),
       limits: createLimits(config, redis),
@@ -89,7 +98,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       metrics: createMetrics({
         // A count(*) over sessions: at most one per 15 s however often /metrics is scraped
         // (on single-connection PGlite every query waits its turn with the logins).
-        activeSessions: cachedFor(15_000, () => store.countActiveSessions(new Date(config.clock()))),
+        activeSessions: cachedFor(15_000, () => store.sessions.countActive(new Date(config.clock()))),
         keys: () => keys.describe(),
         redisHealthy: redis ? () => redis.healthy : undefined,
       }),
@@ -105,6 +114,8 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
     const admin = dir
       ? await startAdminChannel(join(dir, ADMIN_SOCKET), {
           store,
+          mailer,
+          publicUrl: context.publicUrl,
           keys,
           onKeysChanged: context.announceKeysChanged,
           now: config.clock,
@@ -146,6 +157,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
           await admin?.close();
           await redis?.close();
           await app.close();
+          await mailer?.close();
           hub.close();
           await store.close();
         } finally {
@@ -154,6 +166,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       },
     };
   } catch (error) {
+    await mailer?.close().catch(() => {});
     await db.close().catch(() => {});
     release();
     throw error;
@@ -169,6 +182,7 @@ function createLimits(config: ServerConfig, redis: RedisLink | undefined): AuthC
     ip: make('ip', ip),
     user: make('user', user),
     userGlobal: make('account', { max: user.max * USER_GLOBAL_FACTOR, windowSeconds: user.windowSeconds }),
+    mail: make('mail', { max: config.mailPerHour, windowSeconds: 3600 }),
     reported(key, now) {
       const last = reportedAt.get(key);
       if (last !== undefined && now - last < window) return false;

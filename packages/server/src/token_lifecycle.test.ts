@@ -128,7 +128,7 @@ describe('token pair lifecycle over HTTP', () => {
     assert.deepEqual([...new Set(results.map((r) => r.status))], [200]);
     const jtis = new Set(results.map((r) => decodeJwt(r.body.refresh_token).jti));
     assert.equal(jtis.size, 1, 'one lineage');
-    const state = await t.server.context.store.getRefreshState(pair.session_id);
+    const state = await t.server.context.store.sessions.refreshState(pair.session_id);
     assert.ok(state?.previousHash, 'rotated once: the first token is the previous link');
     assert.equal(state?.currentHash, refreshJtiHash(decodeJwt(results[0]!.body.refresh_token).jti!));
   });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { createAuthServer, type ServerOptions } from '@tessera/server';
@@ -28,6 +28,10 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     redisUrl: values['redis-url'],
     issuer: values.issuer,
     audience: values.audience,
+    smtpUrl: values['smtp-url'],
+    smtpCa: values['smtp-ca-file'] === undefined ? undefined : readCa(values['smtp-ca-file']),
+    mailFrom: values['mail-from'],
+    publicUrl: values['public-url'],
     clientId: values['client-id'],
     alg: oneOf('alg', ['RS256', 'PS256', 'ES256', 'EdDSA'] as const),
     accessTtl: values['access-ttl'],
@@ -100,3 +104,11 @@ export async function serve(values: Partial<Record<ServeFlag, string>>, out: Nod
 }
 
 export { SERVE_FLAGS };
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--smtp-ca-file: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}

@@ -16,7 +16,7 @@ export interface Authenticated {
  */
 export async function authenticate(ctx: AuthContext, token: string): Promise<Authenticated> {
   const claims = await verifyAccessToken(ctx, token);
-  const found = await ctx.store.getSessionWithUser(claims.sid);
+  const found = await ctx.store.sessions.findWithUser(claims.sid);
   if (!found) throw new TesseraError('invalid_token');
   if (found.session.revokedAt || !found.user || found.user.disabledAt) throw new TesseraError('token_revoked');
   if (found.session.userId !== claims.sub) throw new TesseraError('invalid_token');

@@ -27,6 +27,7 @@ export async function issueTokenPair(
       userId: input.user.id,
       username: input.user.username,
       roles: input.user.roles,
+      ...(input.user.email ? { emailVerified: input.user.emailVerifiedAt !== null } : {}),
       sessionId: input.sessionId,
       now,
       ttl: ctx.config.accessTtl,

@@ -22,7 +22,7 @@ export async function login(
   // Always one argon2id verify, against a dummy hash when there is no such user.
   const ok = await verifyPassword(found?.passwordHash ?? ctx.dummyHash, input.password);
   if (!found || !ok) {
-    await ctx.store.appendAudit(new Date(ctx.now()), [
+    await ctx.store.audit.append(new Date(ctx.now()), [
       {
         event: 'login.failed',
         outcome: 'failure',
@@ -37,7 +37,7 @@ export async function login(
   }
   refund();
   if (found.disabledAt) {
-    await ctx.store.appendAudit(new Date(ctx.now()), [
+    await ctx.store.audit.append(new Date(ctx.now()), [
       {
         event: 'login.failed',
         outcome: 'failure',
@@ -57,7 +57,7 @@ export async function login(
 async function findUser(ctx: AuthContext, username: string): Promise<UserRecord | null> {
   const normalized = username.normalize('NFKC');
   if (normalized.length > 64 || normalized.includes('\u0000')) return null;
-  return ctx.store.findUserByUsername(normalized);
+  return ctx.store.users.findByUsername(normalized);
 }
 
 /**
@@ -71,7 +71,7 @@ export async function openSession(ctx: AuthContext, user: UserRecord, client: Cl
   const jti = newRefreshJti();
   const issuedAt = new Date(now);
   const expiresAt = new Date(now + ctx.config.refreshTtl * 1000);
-  const opened = await ctx.store.createSession({
+  const opened = await ctx.store.sessions.open({
     session: { id: sessionId, user, client },
     token: { jtiHash: refreshJtiHash(jti), issuedAt, expiresAt },
     single: ctx.config.sessionPolicy === 'single',

@@ -76,7 +76,7 @@ async function refuse(
   // One audit row per limited key and window: a client hammering past its limit
   // must not be able to grow the audit table at request rate.
   if (ctx.limits.reported(key, ctx.now())) {
-    await ctx.store.appendAudit(new Date(ctx.now()), [
+    await ctx.store.audit.append(new Date(ctx.now()), [
       {
         event: 'rate_limited',
         outcome: 'failure',
@@ -89,4 +89,22 @@ async function refuse(
     ]);
   }
   throw new TesseraError('rate_limited', undefined, { retryAfter: wait });
+}
+
+/**
+ * Counts one account mail (a reset or a verification link) against the account.
+ * Over the limit, the mail is not sent and the caller is told nothing different:
+ * returns false, with one `rate_limited` audit row per window.
+ */
+export async function takeMailAllowance(ctx: AuthContext, client: ClientInfo, user: UserRecord): Promise<boolean> {
+  const key = `mail:${user.id}`;
+  const wait = await ctx.limits.mail.consume(key, ctx.now());
+  if (wait === 0) return true;
+  ctx.metrics.rateLimited.inc({ scope: 'user' });
+  if (ctx.limits.reported(key, ctx.now())) {
+    await ctx.store.audit.append(new Date(ctx.now()), [
+      { event: 'rate_limited', outcome: 'failure', userId: user.id, username: user.username, ip: client.ip, userAgent: client.userAgent, reason: 'mail limit' },
+    ]);
+  }
+  return false;
 }

@@ -83,10 +83,10 @@ export class RevocationHub {
 
   /** Reads where the feed stands and starts following it. */
   static async open(options: RevocationHubOptions): Promise<RevocationHub> {
-    const { epoch, head } = await options.store.revocationHead();
+    const { epoch, head } = await options.store.feed.head();
     const hub = new RevocationHub(options, epoch, head);
     // The row at the head anchors the check that the database never goes back in time.
-    const last = (await options.store.readFeed(Math.max(0, head - 1), new Date(0), 1)).rows[0];
+    const last = (await options.store.feed.read(Math.max(0, head - 1), new Date(0), 1)).rows[0];
     if (last && last.position === head) hub.#anchor = { position: last.position, sessionId: last.sessionId };
     hub.#timer = setInterval(() => hub.wake(), hub.#options.pollIntervalMs);
     hub.#timer.unref();
@@ -168,7 +168,7 @@ export class RevocationHub {
     const position = Number(match[2]);
     if (position > this.#head) {
       // Another instance may be ahead of this one: only the database can say.
-      const { head } = await this.#options.store.revocationHead();
+      const { head } = await this.#options.store.feed.head();
       if (position > head) throw new TesseraError('invalid_request', 'The cursor is ahead of the feed: start again without one.');
     }
     return position;
@@ -180,7 +180,7 @@ export class RevocationHub {
     if (after >= this.#tailAfter && after <= this.#head) return this.#fromTail(after, limit, now);
     const horizon = new Date(now - this.#options.accessTtl * 1000);
     const from = Math.max(after, (await this.#horizonStart(horizon, now)) - 1);
-    const page = await this.#options.store.readFeed(from, horizon, limit);
+    const page = await this.#options.store.feed.read(from, horizon, limit);
     const revocations = page.rows.map((row) => this.#revocation(row));
     return {
       revocations,
@@ -215,7 +215,7 @@ export class RevocationHub {
         for (;;) {
           const horizon = new Date(this.#options.now() - this.#options.accessTtl * 1000);
           const anchor = this.#anchor;
-          const page = await this.#options.store.readFeed(this.#head, horizon, this.#options.pageSize, anchor?.position ?? 0);
+          const page = await this.#options.store.feed.read(this.#head, horizon, this.#options.pageSize, anchor?.position ?? 0);
           this.#lastRead = performance.now();
           if (page.epoch !== this.#epoch || page.head < this.#head || (anchor && page.anchor !== anchor.sessionId)) {
             await this.#startOver(page.epoch);
@@ -248,8 +248,8 @@ export class RevocationHub {
    * start over here too.
    */
   async #startOver(seen: string): Promise<void> {
-    if (seen === this.#epoch) await this.#options.store.renewFeedEpoch(this.#epoch);
-    const { epoch, head } = await this.#options.store.revocationHead();
+    if (seen === this.#epoch) await this.#options.store.feed.renewEpoch(this.#epoch);
+    const { epoch, head } = await this.#options.store.feed.head();
     this.#options.log?.warn({ from: this.#epoch, to: epoch }, 'revocation feed: the database went back in time; the feed starts over under a new epoch');
     this.#epoch = epoch;
     this.#head = head;
@@ -272,7 +272,7 @@ export class RevocationHub {
 
   async #horizonStart(horizon: Date, now: number): Promise<number> {
     if (this.#start && now - this.#start.at < START_CACHE_MS) return this.#start.value;
-    const value = (await this.#options.store.feedStart(horizon)) ?? this.#head + 1;
+    const value = (await this.#options.store.feed.start(horizon)) ?? this.#head + 1;
     this.#start = { value, at: now };
     return value;
   }

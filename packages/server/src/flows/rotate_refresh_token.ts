@@ -23,7 +23,7 @@ export async function rotateRefreshToken(
   }
   const nextJti = successorJti(claims.jti);
   const issuedAt = new Date(now);
-  const outcome = await ctx.store.rotateRefreshToken({
+  const outcome = await ctx.store.sessions.rotate({
     sessionId: claims.sid,
     jtiHash: refreshJtiHash(claims.jti),
     successor: {

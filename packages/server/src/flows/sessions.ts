@@ -20,7 +20,7 @@ export async function logout(ctx: AuthContext, input: { token: string; client: C
   }
   const claims =
     typ === ACCESS_TOKEN_TYPE ? await verifyAccessToken(ctx, input.token) : await verifyRefreshToken(ctx, input.token);
-  await ctx.store.revokeSession({
+  await ctx.store.sessions.revoke({
     sessionId: claims.sid,
     userId: claims.sub,
     reason: 'logout',
@@ -31,7 +31,7 @@ export async function logout(ctx: AuthContext, input: { token: string; client: C
 
 /** Ends every session of the caller. */
 export async function logoutAll(ctx: AuthContext, auth: Authenticated, client: ClientInfo): Promise<void> {
-  await ctx.store.revokeUserSessions({
+  await ctx.store.sessions.revokeAllOfUser({
     userId: auth.user.id,
     reason: 'logout_all',
     now: new Date(ctx.now()),
@@ -40,7 +40,7 @@ export async function logoutAll(ctx: AuthContext, auth: Authenticated, client: C
 }
 
 export function listSessions(ctx: AuthContext, auth: Authenticated): Promise<SessionRecord[]> {
-  return ctx.store.listActiveSessions(auth.user.id, new Date(ctx.now()));
+  return ctx.store.sessions.listActive(auth.user.id, new Date(ctx.now()));
 }
 
 /** Ends one of the caller's own sessions; someone else's is `not_found`, as is an unknown one. */
@@ -49,7 +49,7 @@ export async function revokeOwnSession(
   auth: Authenticated,
   input: { sessionId: string; client: ClientInfo },
 ): Promise<void> {
-  const ended = await ctx.store.revokeSession({
+  const ended = await ctx.store.sessions.revoke({
     sessionId: input.sessionId,
     userId: auth.user.id,
     reason: 'logout',
@@ -69,7 +69,7 @@ export async function changePassword(
   // A stolen access token must not become a password oracle: failures count like failed logins.
   const refund = await takePasswordAttempt(ctx, input.client, auth.user, auth.user.username);
   if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
-    await ctx.store.appendAudit(new Date(ctx.now()), [
+    await ctx.store.audit.append(new Date(ctx.now()), [
       {
         event: 'password.change_failed',
         outcome: 'failure',
@@ -84,7 +84,7 @@ export async function changePassword(
     throw new TesseraError('invalid_credentials');
   }
   refund();
-  await ctx.store.changePassword({
+  await ctx.store.users.changePassword({
     userId: auth.user.id,
     username: auth.user.username,
     passwordHash: await hashPassword(input.newPassword),

@@ -40,7 +40,7 @@ test('look-alike usernames: mixed scripts are refused, a whole-script look-alike
     // Users from before migration 6 get their skeleton at start, and it guards them the same way.
     const store = t.server.context.store;
     await store.db.query('UPDATE users SET username_skeleton = NULL');
-    assert.equal(await store.fillUsernameSkeletons(usernameSkeleton), 9);
+    assert.equal(await store.users.fillSkeletons(usernameSkeleton), 9);
     assert.equal((await register('сеохар')).status, 409);
   } finally {
     await t.close();

@@ -6,7 +6,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
+import { accountRecoveryRoutes } from './routes/account_recovery_routes.js';
 import { accountRoutes } from './routes/account_routes.js';
+import { adminRoutes } from './routes/admin_routes.js';
 import { discoveryRoutes } from './routes/discovery_routes.js';
 import { metricsRoute } from './routes/metrics_route.js';
 import { revocationRoutes } from './routes/revocation_routes.js';
@@ -164,6 +166,8 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
 
   tokenRoutes(app, ctx);
   accountRoutes(app, ctx);
+  accountRecoveryRoutes(app, ctx);
+  adminRoutes(app, ctx);
   discoveryRoutes(app, ctx);
   const feed = revocationRoutes(app, ctx, {
     perAddress: ctx.config.feedStreamsPerAddress,

@@ -1,5 +1,6 @@
 import { ERROR_CODES, type ErrorCode, errorCodes } from '@tessera/protocol';
 import type { FastifyRequest } from 'fastify';
+import { EMAIL_MAX_LENGTH, EMAIL_PATTERN } from '../flows/emails.js';
 import { USERNAME_MESSAGE, USERNAME_PATTERN } from '../flows/usernames.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../lib/passwords.js';
 
@@ -60,11 +61,64 @@ export const SHARED_SCHEMAS = [
     description: `${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters (code points), anything else weak_password. No composition rules.`,
   },
   {
+    $id: 'Email',
+    type: 'string',
+    minLength: 3,
+    maxLength: EMAIL_MAX_LENGTH,
+    pattern: EMAIL_PATTERN,
+    examples: ['ada@example.com'],
+    description: 'An email address (one @, a dotted domain, no spaces, controls or quoting). Unique among users regardless of case.',
+  },
+  {
+    $id: 'AccountToken',
+    type: 'string',
+    minLength: 1,
+    maxLength: 512,
+    description: 'The token from a mailed link (after `#reset-password=` or `#verify-email=`).',
+  },
+  {
+    $id: 'User',
+    type: 'object',
+    description: 'A user as admins see it.',
+    properties: {
+      id: { type: 'string', format: 'uuid' },
+      username: { type: 'string' },
+      email: { type: ['string', 'null'] },
+      email_verified: { type: 'boolean' },
+      roles: { type: 'array', items: { type: 'string' } },
+      disabled: { type: 'boolean' },
+      mfa: { type: 'boolean', description: 'Whether a second factor is set up.' },
+      created_at: { type: 'string', format: 'date-time' },
+      active_sessions: { type: 'integer' },
+    },
+    required: ['id', 'username', 'email', 'email_verified', 'roles', 'disabled', 'mfa', 'created_at', 'active_sessions'],
+  },
+  {
+    $id: 'AuditEvent',
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      at: { type: 'string', format: 'date-time' },
+      event: { type: 'string' },
+      user_id: { type: ['string', 'null'] },
+      username: { type: ['string', 'null'] },
+      session_id: { type: ['string', 'null'] },
+      ip: { type: ['string', 'null'] },
+      user_agent: { type: ['string', 'null'] },
+      outcome: { type: 'string', enum: ['success', 'failure'] },
+      reason: { type: ['string', 'null'] },
+      actor_id: { type: ['string', 'null'], description: 'The admin who acted on this account, when one did.' },
+      actor_username: { type: ['string', 'null'] },
+    },
+    required: ['id', 'at', 'event', 'user_id', 'username', 'session_id', 'ip', 'user_agent', 'outcome', 'reason'],
+  },
+  {
     $id: 'Registration',
     type: 'object',
     properties: {
       username: { $ref: 'Username#' },
       password: { $ref: 'NewPassword#' },
+      email: { $ref: 'Email#', description: 'Optional: a verification link is mailed to it (503 not_configured without mail).' },
       use_cookie: { type: 'boolean', description: 'Accepted for symmetry with login; register opens no session.' },
     },
     required: ['username', 'password'],
@@ -134,6 +188,13 @@ export function errorResponses(...codes: ErrorCode[]): Record<number, unknown> {
     [...byStatus].map(([status, list]) => [status, { description: list.join(', '), $ref: 'ErrorBody#' }]),
   );
 }
+
+/** Text that PostgreSQL can store (no NUL) in a query parameter. */
+export const NO_NUL_PATTERN = '^[^\\u0000]*$';
+
+/** An ISO 8601 time as `Date` reads it: a date, optionally a time and a zone. */
+export const ISO_TIME_PATTERN =
+  '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$';
 
 export const TOKEN_ERRORS: ErrorCode[] = ['invalid_token', 'token_expired', 'token_revoked'];
 

@@ -95,7 +95,7 @@ describe('key rotation without logouts', () => {
     const t = await startTestServer({ jwksMaxAge: 300, refreshTtl: '1d', accessTtl: '15m', keyReloadInterval: 0 });
     try {
       const ctx = t.server.context;
-      const host = { store: ctx.store, keys: ctx.keys, now: ctx.now, keyActivationDelay: 300 };
+      const host = { ...ctx, keyActivationDelay: 300 };
       const oldKid = ctx.keys.signer.kid;
       const before = await signUp(t);
       const rotated = (await runAdminOperation(host, { op: 'keys.rotate' })) as { kid: string };
@@ -128,7 +128,7 @@ describe('key rotation without logouts', () => {
     const t = await startTestServer({ keyReloadInterval: 0 });
     try {
       const ctx = t.server.context;
-      const host = { store: ctx.store, keys: ctx.keys, now: ctx.now };
+      const host = { ...ctx, keys: ctx.keys };
       const { pair } = await signUp(t);
       const oldKid = ctx.keys.signer.kid;
       const result = (await runAdminOperation(host, { op: 'keys.retire', kid: oldKid })) as { retired: string; replacement: string };
@@ -179,7 +179,7 @@ describe('key rotation without logouts', () => {
       await plain.close();
 
       const sealed = await startTestServer({ dataDir: dir, keyEncryptionKey: kek });
-      const host = { store: sealed.server.context.store, now: Date.now, keyEncryptionKey: sealed.server.context.config.keyEncryptionKey };
+      const host = { ...sealed.server.context, now: Date.now, keyEncryptionKey: sealed.server.context.config.keyEncryptionKey };
       const listed = (await runAdminOperation(host, { op: 'keys.list' })) as { kid: string; encrypted: boolean }[];
       assert.deepEqual(listed.map((k) => [k.kid, k.encrypted]), [[kid, true]]);
       const audit = (await runAdminOperation(host, { op: 'audit', event: 'key.sealed' })) as { reason: string }[];

@@ -75,7 +75,7 @@ export class KeyRing {
     if (options.privateKeyFile) {
       ring.#external = await loadPemKey(options.privateKeyFile, options.alg);
     } else {
-      await store.ensureSigningKey(options.alg, new Date(options.now()), () => generateSigningKey(options.alg, options.keyEncryptionKey));
+      await store.keys.ensure(options.alg, new Date(options.now()), () => generateSigningKey(options.alg, options.keyEncryptionKey));
     }
     await ring.reload();
     return ring;
@@ -84,7 +84,7 @@ export class KeyRing {
   /** Re-reads the keys from the store and swaps them in at once. */
   async reload(): Promise<void> {
     const now = this.#options.now();
-    const records = (await this.#store.listSigningKeys()).filter((k) => k.retiredAt === null);
+    const records = (await this.#store.keys.list()).filter((k) => k.retiredAt === null);
     const previous = this.#snapshot?.verifiers;
     const verifiers = new Map<string, LoadedKey>();
     const jwks: PublicJwk[] = [];
@@ -167,15 +167,15 @@ export class KeyRing {
  */
 async function sealKeysAtRest(store: Store, options: KeyRingOptions): Promise<void> {
   const kek = options.keyEncryptionKey;
-  const keys = await store.listSigningKeys();
+  const keys = await store.keys.list();
   const sealed = keys.filter((k) => isSealed(k.privateJwk));
   if (!kek) {
     if (sealed.length) throw new Error(`the signing keys are sealed (${sealed.map((k) => k.kid).join(', ')}): set TESSERA_KEY_ENCRYPTION_KEY (or --key-encryption-key) to the key they were sealed with`);
     return;
   }
   for (const key of sealed) await openPrivateJwk(key.privateJwk, kek, key.kid);
-  const now = await store.sealSigningKeys(new Date(options.now()), (jwk) => sealPrivateJwk(jwk, kek));
-  if (now.length && store.db.kind === 'pglite') await store.purgeOldKeyVersions();
+  const now = await store.keys.sealAll(new Date(options.now()), (jwk) => sealPrivateJwk(jwk, kek));
+  if (now.length && store.db.kind === 'pglite') await store.keys.purgeOldVersions();
 }
 
 /**

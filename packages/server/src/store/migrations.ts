@@ -163,6 +163,36 @@ ALTER TABLE users ADD COLUMN username_skeleton text;
 CREATE INDEX users_username_skeleton_idx ON users (username_skeleton);
 `,
   },
+  {
+    version: 7,
+    name: 'accounts: email and its verification, password-reset and verification tokens, who acted in the audit log',
+    sql: `
+-- Optional, unique regardless of case. Verified once a verification link for this very
+-- address was followed: changing the address makes it unverified again.
+ALTER TABLE users ADD COLUMN email text;
+ALTER TABLE users ADD COLUMN email_verified_at timestamptz;
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+
+-- Single-use tokens mailed (or handed to an operator) as links. Only a SHA-256 of the
+-- token is kept: a copy of this table lets no one reset a password.
+CREATE TABLE account_tokens (
+  token_hash text PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  purpose text NOT NULL CHECK (purpose IN ('password_reset', 'email_verification')),
+  -- The address a verification token confirms: it confirms nothing once the user changed it.
+  email text,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz
+);
+CREATE INDEX account_tokens_user_id_idx ON account_tokens (user_id, purpose);
+CREATE INDEX account_tokens_expires_at_idx ON account_tokens (expires_at);
+
+-- Who made a change on someone else's account (an admin, an operator).
+ALTER TABLE audit_events ADD COLUMN actor_id uuid;
+ALTER TABLE audit_events ADD COLUMN actor_username text;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

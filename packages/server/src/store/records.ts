@@ -5,6 +5,10 @@ export interface UserRecord {
   username: string;
   passwordHash: string;
   roles: string[];
+  /** Unique regardless of case; null when the user gave none. */
+  email: string | null;
+  /** When the current `email` was confirmed by following a link mailed to it. */
+  emailVerifiedAt: Date | null;
   disabledAt: Date | null;
   createdAt: Date;
 }
@@ -28,6 +32,7 @@ export type RevokeReason =
   | 'logout_all'
   | 'password_changed'
   | 'policy_single'
+  | 'password_reset'
   | 'admin'
   | 'user_disabled'
   | 'user_removed'
@@ -72,7 +77,12 @@ export type AuditEventName =
   | 'key.rotated'
   | 'key.retired'
   | 'key.sealed'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'password.reset_requested'
+  | 'password.reset'
+  | 'email.changed'
+  | 'email.verified'
+  | 'user.roles_changed';
 
 /** One security event. Never a token, a hash or a password. */
 export interface AuditEntry {
@@ -84,6 +94,9 @@ export interface AuditEntry {
   ip?: string | null;
   userAgent?: string | null;
   reason?: string | null;
+  /** Who acted, when it is not the user itself: an admin (their id and name) or an operator (no id). */
+  actorId?: string | null;
+  actorUsername?: string | null;
 }
 
 export interface AuditRecord extends Required<AuditEntry> {
@@ -97,12 +110,26 @@ export interface ClientInfo {
   userAgent: string | null;
 }
 
-/** A user as operators list them. */
+/** A user as operators and admins list them. */
 export interface UserSummary {
   id: string;
   username: string;
+  email: string | null;
+  emailVerified: boolean;
   roles: string[];
   disabledAt: Date | null;
   createdAt: Date;
   activeSessions: number;
+}
+
+/** What a single-use account token is for. */
+export type AccountTokenPurpose = 'password_reset' | 'email_verification';
+
+/** An account token to store: only its hash. */
+export interface NewAccountToken {
+  tokenHash: string;
+  purpose: AccountTokenPurpose;
+  expiresAt: Date;
+  /** The address a verification token confirms. */
+  email?: string;
 }

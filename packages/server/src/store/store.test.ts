@@ -30,7 +30,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     after(() => store?.close());
 
     async function newUser(name = `u${randomUUID().slice(0, 8)}`): Promise<UserRecord> {
-      return store.createUser({ id: randomUUID(), username: name, skeleton: name.toLowerCase(), passwordHash: 'argon2-hash', roles: ['reader'], now: t0 }, client);
+      return store.users.create({ id: randomUUID(), username: name, skeleton: name.toLowerCase(), passwordHash: 'argon2-hash', roles: ['reader'], now: t0 }, client);
     }
     const token = (issued: number, ttl = 3600): NewRefreshToken => ({
       jtiHash: randomUUID(),
@@ -39,7 +39,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     });
     async function newSession(user: UserRecord, first = token(0)) {
       const id = randomUUID();
-      await store.createSession({ session: { id, user, client }, token: first, single: false, now: first.issuedAt });
+      await store.sessions.open({ session: { id, user, client }, token: first, single: false, now: first.issuedAt });
       return { id, first };
     }
 
@@ -52,7 +52,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     test('usernames are unique regardless of case; the second gets username_taken and nothing is written', async () => {
       const user = await newUser('CaseUser');
       await assert.rejects(newUser('caseuser'), (e: unknown) => e instanceof TesseraError && e.code === 'username_taken');
-      assert.equal((await store.findUserByUsername('CASEUSER'))?.id, user.id);
+      assert.equal((await store.users.findByUsername('CASEUSER'))?.id, user.id);
       const { rows } = await store.db.query("SELECT 1 FROM users WHERE lower(username) = 'caseuser'");
       assert.equal(rows.length, 1);
       assert.deepEqual(user.roles, ['reader']);
@@ -61,11 +61,11 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     test('a rotation makes the successor current, keeps the parent as the previous link, and stores hashes only', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user);
-      assert.deepEqual(await store.getRefreshState(id), { sessionId: id, currentHash: first.jtiHash, issuedAt: first.issuedAt, expiresAt: first.expiresAt, previousHash: null, rotatedAt: null });
+      assert.deepEqual(await store.sessions.refreshState(id), { sessionId: id, currentHash: first.jtiHash, issuedAt: first.issuedAt, expiresAt: first.expiresAt, previousHash: null, rotatedAt: null });
       const next = token(60);
-      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client });
       assert.equal(outcome.kind, 'rotated');
-      const state = await store.getRefreshState(id);
+      const state = await store.sessions.refreshState(id);
       assert.equal(state?.currentHash, next.jtiHash);
       assert.equal(state?.previousHash, first.jtiHash);
       assert.deepEqual(state?.rotatedAt, at(60));
@@ -82,17 +82,17 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const user = await newUser();
       const { id, first } = await newSession(user);
       const next = token(10);
-      await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(10), graceMs: 10_000, client });
-      const replay = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client });
+      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(10), graceMs: 10_000, client });
+      const replay = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client });
       assert.equal(replay.kind, 'replayed');
       assert.equal(replay.kind === 'replayed' && replay.successor.jtiHash, next.jtiHash);
-      assert.equal((await store.getRefreshState(id))?.currentHash, next.jtiHash, 'a replay changes nothing');
+      assert.equal((await store.sessions.refreshState(id))?.currentHash, next.jtiHash, 'a replay changes nothing');
 
-      const late = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client });
+      const late = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client });
       assert.equal(late.kind, 'reused');
-      const state = await store.getSessionWithUser(id);
+      const state = await store.sessions.findWithUser(id);
       assert.equal(state?.session.revokedReason, 'token_reused');
-      const afterwards = await store.rotateRefreshToken({ sessionId: id, jtiHash: next.jtiHash, successor: token(22), now: at(22), graceMs: 10_000, client });
+      const afterwards = await store.sessions.rotate({ sessionId: id, jtiHash: next.jtiHash, successor: token(22), now: at(22), graceMs: 10_000, client });
       assert.equal(afterwards.kind, 'revoked', 'the successor dies with the family');
       assert.ok(audited.some((e) => e.event === 'token.reused' && e.sessionId === id));
     });
@@ -101,9 +101,9 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const user = await newUser();
       const { id, first } = await newSession(user);
       const b = token(1);
-      await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: b, now: at(1), graceMs: 60_000, client });
-      await store.rotateRefreshToken({ sessionId: id, jtiHash: b.jtiHash, successor: token(2), now: at(2), graceMs: 60_000, client });
-      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(3), now: at(3), graceMs: 60_000, client });
+      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: b, now: at(1), graceMs: 60_000, client });
+      await store.sessions.rotate({ sessionId: id, jtiHash: b.jtiHash, successor: token(2), now: at(2), graceMs: 60_000, client });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(3), now: at(3), graceMs: 60_000, client });
       assert.equal(outcome.kind, 'reused');
     });
 
@@ -112,39 +112,39 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const { id, first } = await newSession(user);
       const outcomes = await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
-          store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(5), now: at(5 + i / 100), graceMs: 10_000, client }),
+          store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(5), now: at(5 + i / 100), graceMs: 10_000, client }),
         ),
       );
       assert.equal(outcomes.filter((o) => o.kind === 'rotated').length, 1);
       assert.equal(outcomes.filter((o) => o.kind === 'replayed').length, 19);
       const successors = new Set(outcomes.map((o) => (o.kind === 'rotated' || o.kind === 'replayed' ? o.successor.jtiHash : o.kind)));
       assert.equal(successors.size, 1, 'one lineage');
-      assert.equal((await store.getRefreshState(id))?.previousHash, first.jtiHash, 'rotated exactly once');
+      assert.equal((await store.sessions.refreshState(id))?.previousHash, first.jtiHash, 'rotated exactly once');
     });
 
     test('unknown sessions, foreign links, expired and disabled-user tokens are refused; a disabled user loses the session', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user, token(0, 100));
-      assert.equal((await store.rotateRefreshToken({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
-      assert.equal((await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client })).kind, 'expired');
+      assert.equal((await store.sessions.rotate({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
+      assert.equal((await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client })).kind, 'expired');
       // A signed token of this session that is neither its current one nor the one
       // just replaced is an old link of the chain: reuse, and the session ends.
       const live = await newSession(user);
-      assert.equal((await store.rotateRefreshToken({ sessionId: live.id, jtiHash: 'not-a-link', successor: token(1), now: at(1), graceMs: 10_000, client })).kind, 'reused');
-      assert.equal((await store.getSessionWithUser(live.id))?.session.revokedReason, 'token_reused');
+      assert.equal((await store.sessions.rotate({ sessionId: live.id, jtiHash: 'not-a-link', successor: token(1), now: at(1), graceMs: 10_000, client })).kind, 'reused');
+      assert.equal((await store.sessions.findWithUser(live.id))?.session.revokedReason, 'token_reused');
 
       const other = await newUser();
       const s = await newSession(other);
       await store.db.query('UPDATE users SET disabled_at = $2 WHERE id = $1', [other.id, t0]);
-      assert.equal((await store.rotateRefreshToken({ sessionId: s.id, jtiHash: s.first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'revoked');
-      assert.equal((await store.getSessionWithUser(s.id))?.session.revokedReason, 'user_disabled');
+      assert.equal((await store.sessions.rotate({ sessionId: s.id, jtiHash: s.first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'revoked');
+      assert.equal((await store.sessions.findWithUser(s.id))?.session.revokedReason, 'user_disabled');
     });
 
     test('a rotation re-reads the user: a changed role is in the outcome', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user);
       await store.db.query("UPDATE users SET roles = '{admin}' WHERE id = $1", [user.id]);
-      const outcome = await store.rotateRefreshToken({ sessionId: id, jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client });
       assert.equal(outcome.kind, 'rotated');
       assert.deepEqual(outcome.kind === 'rotated' && outcome.user.roles, ['admin']);
     });
@@ -155,32 +155,32 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const a = await newSession(user);
       const b = await newSession(user);
       const c = await newSession(user);
-      assert.equal(await store.revokeSession({ sessionId: a.id, userId: stranger.id, reason: 'logout', now: at(1), audit: {} }), false);
-      assert.equal(await store.revokeSession({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(1), audit: {} }), true);
-      assert.equal(await store.revokeSession({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(2), audit: {} }), false, 'already over');
-      const { revoked } = await store.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: c.id, now: at(3), client });
+      assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: stranger.id, reason: 'logout', now: at(1), audit: {} }), false);
+      assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(1), audit: {} }), true);
+      assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(2), audit: {} }), false, 'already over');
+      const { revoked } = await store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: c.id, now: at(3), client });
       assert.deepEqual(revoked, [b.id]);
-      assert.deepEqual((await store.listActiveSessions(user.id, at(4))).map((s) => s.id), [c.id]);
-      assert.equal((await store.findUserById(user.id))?.passwordHash, 'new-hash');
-      assert.deepEqual(await store.revokeUserSessions({ userId: user.id, reason: 'logout_all', now: at(5), audit: {} }), [c.id]);
-      assert.deepEqual(await store.listActiveSessions(user.id, at(6)), []);
+      assert.deepEqual((await store.sessions.listActive(user.id, at(4))).map((s) => s.id), [c.id]);
+      assert.equal((await store.users.findById(user.id))?.passwordHash, 'new-hash');
+      assert.deepEqual(await store.sessions.revokeAllOfUser({ userId: user.id, reason: 'logout_all', now: at(5), audit: {} }), [c.id]);
+      assert.deepEqual(await store.sessions.listActive(user.id, at(6)), []);
     });
 
     test('single-session policy ends the other sessions in the login transaction', async () => {
       const user = await newUser();
       const a = await newSession(user);
-      const opened = await store.createSession({ session: { id: randomUUID(), user, client }, token: token(1), single: true, now: at(1) });
+      const opened = await store.sessions.open({ session: { id: randomUUID(), user, client }, token: token(1), single: true, now: at(1) });
       assert.ok(opened.opened);
       assert.deepEqual(opened.revoked, [a.id]);
-      assert.equal((await store.getSessionWithUser(a.id))?.session.revokedReason, 'policy_single');
+      assert.equal((await store.sessions.findWithUser(a.id))?.session.revokedReason, 'policy_single');
     });
 
     test('audit rows are written with the change and page newest first', async () => {
       const user = await newUser();
       for (let i = 0; i < 3; i++) await newSession(user);
-      const first = await store.listAudit({ userId: user.id, limit: 2 });
+      const first = await store.audit.list({ userId: user.id, limit: 2 });
       assert.deepEqual(first.map((e) => e.event), ['login.succeeded', 'login.succeeded']);
-      const rest = await store.listAudit({ userId: user.id, limit: 10, before: first[1]!.id });
+      const rest = await store.audit.list({ userId: user.id, limit: 10, before: first[1]!.id });
       assert.deepEqual(rest.map((e) => e.event), ['login.succeeded', 'user.registered']);
       assert.ok(rest.every((e) => e.ip === client.ip));
     });
@@ -191,7 +191,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
         generated += 1;
         return { kid: `kid-${randomUUID()}`, alg: 'ES256', publicJwk: { kty: 'EC' }, privateJwk: { kty: 'EC', d: 'x' } };
       };
-      const keys = await Promise.all([store.ensureSigningKey('ES256', t0, generate), store.ensureSigningKey('ES256', t0, generate)]);
+      const keys = await Promise.all([store.keys.ensure('ES256', t0, generate), store.keys.ensure('ES256', t0, generate)]);
       assert.equal(keys[0].kid, keys[1].kid);
       assert.equal(generated, 1);
     });
@@ -215,16 +215,16 @@ describe('a login that raced a password change gets no session', () => {
     try {
       const now = new Date();
       const client = { ip: null, userAgent: null };
-      const user = await store.createUser({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
-      await store.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: randomUUID(), now, client });
-      const stale = await store.createSession({
+      const user = await store.users.create({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      await store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: randomUUID(), now, client });
+      const stale = await store.sessions.open({
         session: { id: randomUUID(), user, client },
         token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) },
         single: false,
         now,
       });
       assert.deepEqual(stale, { opened: false });
-      assert.deepEqual(await store.listActiveSessions(user.id, now), []);
+      assert.deepEqual(await store.sessions.listActive(user.id, now), []);
     } finally {
       await store.close();
     }
@@ -241,13 +241,13 @@ describe('a login that raced a password change gets no session', () => {
       const store = new Store(db);
       const now = new Date();
       const client = { ip: null, userAgent: null };
-      const user = await store.createUser({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
+      const user = await store.users.create({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
       await other.connect();
       await other.query('BEGIN');
       await other.query("UPDATE users SET password_hash = 'new-hash' WHERE id = $1", [user.id]);
       let settled = false;
-      const login = store
-        .createSession({ session: { id: randomUUID(), user, client }, token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) }, single: false, now })
+      const login = store.sessions
+        .open({ session: { id: randomUUID(), user, client }, token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) }, single: false, now })
         .finally(() => {
           settled = true;
         });
@@ -255,7 +255,7 @@ describe('a login that raced a password change gets no session', () => {
       assert.equal(settled, false, 'the login waits for the password change');
       await other.query('COMMIT');
       assert.deepEqual(await login, { opened: false });
-      assert.deepEqual(await store.listActiveSessions(user.id, now), []);
+      assert.deepEqual(await store.sessions.listActive(user.id, now), []);
     } finally {
       await other.end().catch(() => {});
       await db.close();
@@ -289,10 +289,10 @@ test('migration 3 moves each live chain onto its session row: the current token 
 
     assert.deepEqual(await migrate(db), { applied: MIGRATIONS.filter((m) => m.version > 2).map((m) => m.version) });
     const store = new Store(db);
-    assert.deepEqual(await store.getRefreshState(sessionId), { sessionId, currentHash: 'c', issuedAt: at(20), expiresAt: at(86_400), previousHash: 'b', rotatedAt: at(20) });
+    assert.deepEqual(await store.sessions.refreshState(sessionId), { sessionId, currentHash: 'c', issuedAt: at(20), expiresAt: at(86_400), previousHash: 'b', rotatedAt: at(20) });
     const client = { ip: null, userAgent: null };
     const rotate = (hash: string, now: number) =>
-      store.rotateRefreshToken({ sessionId, jtiHash: hash, successor: { jtiHash: `${hash}+1`, issuedAt: at(now), expiresAt: at(now + 3600) }, now: at(now), graceMs: 10_000, client });
+      store.sessions.rotate({ sessionId, jtiHash: hash, successor: { jtiHash: `${hash}+1`, issuedAt: at(now), expiresAt: at(now + 3600) }, now: at(now), graceMs: 10_000, client });
     assert.equal((await rotate('b', 25)).kind, 'replayed', 'the token replaced 5 s before the upgrade still replays');
     assert.equal((await rotate('c', 26)).kind, 'rotated');
     assert.equal((await rotate('a', 27)).kind, 'reused', 'an old link is still reuse');

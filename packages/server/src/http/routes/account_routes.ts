@@ -21,7 +21,13 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
         response: {
           200: {
             type: 'object',
-            properties: { id: { type: 'string' }, username: { type: 'string' }, roles: { type: 'array', items: { type: 'string' } } },
+            properties: {
+              id: { type: 'string' },
+              username: { type: 'string' },
+              roles: { type: 'array', items: { type: 'string' } },
+              email: { type: 'string', description: 'present only when the user has an email (as is the `email_verified` claim)' },
+              email_verified: { type: 'boolean' },
+            },
             required: ['id', 'username', 'roles'],
           },
           ...errorResponses(...TOKEN_ERRORS, 'unavailable'),
@@ -30,7 +36,8 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
     async (request) => {
       const { user } = await auth(request);
-      return { id: user.id, username: user.username, roles: user.roles };
+      const email = user.email ? { email: user.email, email_verified: user.emailVerifiedAt !== null } : {};
+      return { id: user.id, username: user.username, roles: user.roles, ...email };
     },
   );
 
@@ -206,7 +213,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
     async (request) => {
       const caller = await auth(request);
       const limit = Math.min(100, Math.max(1, Number(request.query.limit ?? 20)));
-      const rows = await ctx.store.listAudit({ userId: caller.user.id, limit: limit + 1, before: request.query.before });
+      const rows = await ctx.store.audit.list({ userId: caller.user.id, limit: limit + 1, before: request.query.before });
       const page = rows.slice(0, limit);
       return {
         events: page.map((e) => ({

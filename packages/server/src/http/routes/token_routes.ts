@@ -16,9 +16,13 @@ interface CredentialsBody {
   use_cookie?: boolean;
 }
 
+interface RegistrationBody extends CredentialsBody {
+  email?: string;
+}
+
 /** Register, login, refresh, logout: the routes that make and end sessions. */
 export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
-  app.post<{ Body: CredentialsBody }>(
+  app.post<{ Body: RegistrationBody }>(
     '/auth/register',
     {
       preValidation: nfkcUsername,
@@ -40,12 +44,13 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
             },
             required: ['user'],
           },
-          ...errorResponses('invalid_request', 'weak_password', 'username_taken', 'signup_disabled', 'rate_limited', 'unavailable'),
+          ...errorResponses('invalid_request', 'weak_password', 'username_taken', 'email_taken', 'signup_disabled', 'rate_limited', 'not_configured', 'unavailable'),
         },
       },
     },
     async (request, reply) => {
-      const user = await registerUser(ctx, { ...request.body, client: clientInfo(request) });
+      const { username, password, email } = request.body;
+      const user = await registerUser(ctx, { username, password, ...(email === undefined ? {} : { email }), client: clientInfo(request) });
       return reply.code(201).send({ user: { id: user.id, username: user.username } });
     },
   );
