@@ -36,6 +36,7 @@ export const SERVE_FLAGS = {
   'smtp-url': { env: 'TESSERA_SMTP_URL', help: 'smtp://user:pass@host:port (STARTTLS when offered) or smtps://… for reset and verification mail', default: '(none: mail routes answer 503 not_configured)' },
   'smtp-ca-file': { env: 'TESSERA_SMTP_CA_FILE', help: 'PEM file of a private CA to trust for the SMTP server', default: '(the system CAs)' },
   'mail-from': { env: 'TESSERA_MAIL_FROM', help: 'the sender of account mail', default: 'Tessera <no-reply@localhost>' },
+  'mail-per-hour': { env: 'TESSERA_MAIL_PER_HOUR', help: 'reset and verification mails one account may get per hour', default: '5' },
   'public-url': { env: 'TESSERA_PUBLIC_URL', help: 'where the web app is reached; links in mail point there', default: 'the issuer' },
   'key-encryption-key': { env: 'TESSERA_KEY_ENCRYPTION_KEY', help: '32 random bytes (base64) to encrypt private keys at rest', default: '(none: file mode 0600/0700)' },
 } as const satisfies Record<string, FlagSpec>;

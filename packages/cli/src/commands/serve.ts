@@ -31,6 +31,7 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     smtpUrl: values['smtp-url'],
     smtpCa: values['smtp-ca-file'] === undefined ? undefined : readCa(values['smtp-ca-file']),
     mailFrom: values['mail-from'],
+    mailPerHour: int('mail-per-hour'),
     publicUrl: values['public-url'],
     clientId: values['client-id'],
     alg: oneOf('alg', ['RS256', 'PS256', 'ES256', 'EdDSA'] as const),
