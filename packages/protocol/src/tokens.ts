@@ -24,6 +24,8 @@ export interface AccessTokenClaims {
   client_id?: string;
   /** Whether the user's email has been verified; present only when the user has an email. */
   email_verified?: boolean;
+  /** How the session signed in (RFC 8176): `["pwd"]`, `["pwd", "otp"]`, `["hwk"]` for a passkey. */
+  amr?: string[];
 }
 
 /** Claims of a Tessera refresh token: ids only, no name and no roles. */

@@ -31,7 +31,8 @@ describe('token pair lifecycle over HTTP', () => {
     const kid = t.server.context.keys.signer.kid;
     assert.deepEqual(decodeProtectedHeader(pair.access_token), { alg: 'RS256', kid, typ: 'at+jwt' });
     const access = decodeJwt(pair.access_token);
-    assert.deepEqual(Object.keys(access).sort(), ['aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'roles', 'sid', 'sub', 'username']);
+    assert.deepEqual(Object.keys(access).sort(), ['amr', 'aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'roles', 'sid', 'sub', 'username']);
+    assert.deepEqual(access.amr, ['pwd'], 'RFC 8176: a password login');
     assert.equal(access.iss, t.server.context.issuer());
     assert.equal(access.sub, userId);
     assert.equal(access.aud, 'tessera-api');

@@ -15,7 +15,7 @@ export interface IssuedPair {
  */
 export async function issueTokenPair(
   ctx: AuthContext,
-  input: { user: UserRecord; sessionId: string; refreshJti: string; issuedAt: Date; expiresAt: Date },
+  input: { user: UserRecord; sessionId: string; amr: readonly string[]; refreshJti: string; issuedAt: Date; expiresAt: Date },
 ): Promise<IssuedPair> {
   const now = ctx.now();
   const issuer = ctx.issuer();
@@ -29,6 +29,7 @@ export async function issueTokenPair(
       roles: input.user.roles,
       ...(input.user.email ? { emailVerified: input.user.emailVerifiedAt !== null } : {}),
       sessionId: input.sessionId,
+      amr: input.amr,
       now,
       ttl: ctx.config.accessTtl,
     }),

@@ -65,18 +65,18 @@ async function findUser(ctx: AuthContext, username: string): Promise<UserRecord 
  * only if the user is still as checked (same password hash, not disabled): a
  * login whose password check raced a password change gets no session.
  */
-export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo): Promise<IssuedPair> {
+export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo, amr: readonly string[] = ['pwd']): Promise<IssuedPair> {
   const now = ctx.now();
   const sessionId = randomUUID();
   const jti = newRefreshJti();
   const issuedAt = new Date(now);
   const expiresAt = new Date(now + ctx.config.refreshTtl * 1000);
   const opened = await ctx.store.sessions.open({
-    session: { id: sessionId, user, client },
+    session: { id: sessionId, user, client, amr },
     token: { jtiHash: refreshJtiHash(jti), issuedAt, expiresAt },
     single: ctx.config.sessionPolicy === 'single',
     now: issuedAt,
   });
   if (!opened.opened) throw new TesseraError('invalid_credentials');
-  return issueTokenPair(ctx, { user, sessionId, refreshJti: jti, issuedAt, expiresAt });
+  return issueTokenPair(ctx, { user, sessionId, amr, refreshJti: jti, issuedAt, expiresAt });
 }

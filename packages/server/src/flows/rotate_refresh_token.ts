@@ -42,6 +42,7 @@ export async function rotateRefreshToken(
       return issueTokenPair(ctx, {
         user: outcome.user,
         sessionId: outcome.session.id,
+        amr: outcome.session.amr,
         refreshJti: nextJti,
         issuedAt: outcome.successor.issuedAt,
         expiresAt: outcome.successor.expiresAt,

@@ -9,6 +9,8 @@ import { sendError } from './error_reply.js';
 import { accountRecoveryRoutes } from './routes/account_recovery_routes.js';
 import { accountRoutes } from './routes/account_routes.js';
 import { adminRoutes } from './routes/admin_routes.js';
+import { mfaRoutes } from './routes/mfa_routes.js';
+import { passkeyRoutes } from './routes/passkey_routes.js';
 import { discoveryRoutes } from './routes/discovery_routes.js';
 import { metricsRoute } from './routes/metrics_route.js';
 import { revocationRoutes } from './routes/revocation_routes.js';
@@ -168,6 +170,8 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   accountRoutes(app, ctx);
   accountRecoveryRoutes(app, ctx);
   adminRoutes(app, ctx);
+  mfaRoutes(app, ctx);
+  passkeyRoutes(app, ctx);
   discoveryRoutes(app, ctx);
   const feed = revocationRoutes(app, ctx, {
     perAddress: ctx.config.feedStreamsPerAddress,

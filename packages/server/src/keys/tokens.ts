@@ -12,7 +12,7 @@ import type { KeyRing } from './key_ring.js';
 /** Signs an access token (RFC 9068 `at+jwt`): who, which session, which roles. Nothing secret. */
 export async function signAccessToken(
   ring: KeyRing,
-  input: { issuer: string; audience: string; clientId: string; userId: string; username: string; roles: string[]; sessionId: string; now: number; ttl: number; emailVerified?: boolean },
+  input: { issuer: string; audience: string; clientId: string; userId: string; username: string; roles: string[]; sessionId: string; amr?: readonly string[]; now: number; ttl: number; emailVerified?: boolean },
 ): Promise<{ token: string; claims: AccessTokenClaims }> {
   const iat = Math.floor(input.now / 1000);
   const claims: AccessTokenClaims = {
@@ -27,6 +27,7 @@ export async function signAccessToken(
     roles: input.roles,
     client_id: input.clientId,
     ...(input.emailVerified === undefined ? {} : { email_verified: input.emailVerified }),
+    ...(input.amr ? { amr: [...input.amr] } : {}),
   };
   const token = await new SignJWT({ ...claims })
     .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: ACCESS_TOKEN_TYPE })

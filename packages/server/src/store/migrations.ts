@@ -193,6 +193,77 @@ ALTER TABLE audit_events ADD COLUMN actor_id uuid;
 ALTER TABLE audit_events ADD COLUMN actor_username text;
 `,
   },
+  {
+    version: 8,
+    name: 'second factors: TOTP with recovery codes, the login step between password and code, passkeys, how a session signed in',
+    sql: `
+-- One authenticator app per user. The secret is sealed with the key-encryption key like
+-- the signing keys ({"sealed": JWE}), or kept as {"plain": base32} under the data dir's mode.
+-- It protects logins only once confirmed with a correct code. last_step: the highest
+-- 30 s step a code was accepted for; a code for that step or an earlier one is a replay.
+CREATE TABLE totp_factors (
+  user_id uuid PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+  secret jsonb NOT NULL,
+  created_at timestamptz NOT NULL,
+  confirmed_at timestamptz,
+  last_step bigint
+);
+
+-- Ten single-use codes per enrolment, stored as hashes.
+CREATE TABLE recovery_codes (
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  code_hash text NOT NULL,
+  used_at timestamptz,
+  PRIMARY KEY (user_id, code_hash)
+);
+
+-- The step between a right password and a second factor: an opaque token (only its hash
+-- here), bound to the user's password hash of that login, five minutes, one success,
+-- a few failures.
+CREATE TABLE mfa_challenges (
+  token_hash text PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  password_hash text NOT NULL,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  failures integer NOT NULL DEFAULT 0,
+  used_at timestamptz
+);
+CREATE INDEX mfa_challenges_expires_at_idx ON mfa_challenges (expires_at);
+
+-- WebAuthn credentials. credential_id and public_key as the authenticator gave them
+-- (base64url); counter: the signature counter, for clone detection.
+CREATE TABLE passkeys (
+  id uuid PRIMARY KEY,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  credential_id text NOT NULL UNIQUE,
+  public_key text NOT NULL,
+  counter bigint NOT NULL DEFAULT 0,
+  transports text[] NOT NULL DEFAULT '{}',
+  device_type text,
+  backed_up boolean NOT NULL DEFAULT false,
+  name text NOT NULL,
+  created_at timestamptz NOT NULL,
+  last_used_at timestamptz
+);
+CREATE INDEX passkeys_user_id_idx ON passkeys (user_id);
+
+-- WebAuthn challenges, server-side and single use: registration ones belong to a user,
+-- login ones to nobody yet (discoverable credentials) or to the user named.
+CREATE TABLE webauthn_challenges (
+  challenge text PRIMARY KEY,
+  purpose text NOT NULL CHECK (purpose IN ('registration', 'authentication')),
+  user_id uuid REFERENCES users (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX webauthn_challenges_expires_at_idx ON webauthn_challenges (expires_at);
+
+-- How the session signed in (RFC 8176 amr: pwd; pwd + otp; hwk): kept so every
+-- refreshed access token says the same.
+ALTER TABLE sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{pwd}';
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

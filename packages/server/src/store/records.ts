@@ -24,6 +24,8 @@ export interface SessionRecord {
   revokedReason: string | null;
   userAgent: string | null;
   ip: string | null;
+  /** How the session signed in (RFC 8176): `['pwd']`, `['pwd', 'otp']`, `['hwk']`. */
+  amr: string[];
 }
 
 /** Why a session ended; the audit log and the revocation feed carry it. */
@@ -82,7 +84,12 @@ export type AuditEventName =
   | 'password.reset'
   | 'email.changed'
   | 'email.verified'
-  | 'user.roles_changed';
+  | 'user.roles_changed'
+  | 'mfa.enabled'
+  | 'mfa.disabled'
+  | 'mfa.failed'
+  | 'passkey.added'
+  | 'passkey.removed';
 
 /** One security event. Never a token, a hash or a password. */
 export interface AuditEntry {

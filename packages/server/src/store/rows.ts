@@ -27,6 +27,7 @@ export interface SessionRow {
   refresh_expires_at: Date | null;
   previous_hash: string | null;
   rotated_at: Date | null;
+  amr?: string[] | string | null;
 }
 export interface KeyRow {
   kid: string;
@@ -85,6 +86,7 @@ export function toSession(r: SessionRow): SessionRecord {
     revokedReason: r.revoked_reason,
     userAgent: r.user_agent,
     ip: r.ip,
+    amr: parseTextArray(r.amr),
   };
 }
 
@@ -98,4 +100,11 @@ export function toKey(r: KeyRow): SigningKeyRecord {
     activatesAt: r.activates_at,
     retiredAt: r.retired_at,
   };
+}
+
+/** A text[] as either driver returns it (an array, or `{a,b}` text from row_to_json paths). */
+function parseTextArray(value: string[] | string | null | undefined): string[] {
+  if (Array.isArray(value)) return value;
+  if (typeof value === 'string' && value.startsWith('{') && value.endsWith('}')) return value.slice(1, -1).split(',').filter(Boolean);
+  return ['pwd'];
 }

@@ -1,5 +1,7 @@
 import { AccountTokensStore } from './account_tokens_store.js';
 import { AuditStore } from './audit_store.js';
+import { PasskeysStore } from './passkeys_store.js';
+import { SecondFactorsStore } from './second_factors_store.js';
 import type { Database } from './database.js';
 import { RevocationFeedStore } from './revocation_feed_store.js';
 import { SessionsStore } from './sessions_store.js';
@@ -25,6 +27,9 @@ export class Store {
   readonly audit: AuditStore;
   /** Single-use password-reset and email-verification tokens. */
   readonly accountTokens: AccountTokensStore;
+  /** TOTP factors, recovery codes and the login step between password and code. */
+  readonly secondFactors: SecondFactorsStore;
+  readonly passkeys: PasskeysStore;
 
   constructor(db: Database, audit: AuditSink = () => {}, onSessionsRevoked: RevokedSink = () => {}) {
     this.db = db;
@@ -35,6 +40,8 @@ export class Store {
     this.keys = new SigningKeysStore(db, writer);
     this.audit = new AuditStore(db, writer);
     this.accountTokens = new AccountTokensStore(db, writer);
+    this.secondFactors = new SecondFactorsStore(db, writer);
+    this.passkeys = new PasskeysStore(db, writer);
   }
 
   async ping(): Promise<void> {
