@@ -18,15 +18,18 @@ export class TesseraError extends Error {
   readonly status: number;
   /** Seconds after which a retry makes sense (`rate_limited`, `unavailable`). */
   readonly retryAfter: number | undefined;
+  /** More fields of the error body, beside `error` and `message` (`mfa_required` carries `mfa_token` and `methods`). */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
 
   constructor(
     code: ErrorCode,
     message: string = ERROR_CODES[code].message,
-    options: { cause?: unknown; retryAfter?: number } = {},
+    options: { cause?: unknown; retryAfter?: number; details?: Record<string, unknown> } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.retryAfter = options.retryAfter;
+    this.details = options.details;
   }
 }

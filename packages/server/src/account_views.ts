@@ -8,7 +8,7 @@ export interface UserView {
   email_verified: boolean;
   roles: string[];
   disabled: boolean;
-  /** Whether a second factor is set up (none exists yet: always false). */
+  /** Whether a second factor (an authenticator app) is set up. */
   mfa: boolean;
   created_at: string;
   active_sessions: number;
@@ -47,7 +47,7 @@ export function userView(u: UserSummary): UserView {
     email_verified: u.emailVerified,
     roles: u.roles,
     disabled: u.disabledAt !== null,
-    mfa: false,
+    mfa: u.mfa,
     created_at: u.createdAt.toISOString(),
     active_sessions: u.activeSessions,
   };

@@ -6,6 +6,7 @@ import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { AuthContext } from './context.js';
 import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
 import { checkIpLimit, takePasswordAttempt } from './rate_limits.js';
+import { requireSecondFactor } from './second_factors.js';
 
 /**
  * Password login: checks the password, opens a session and issues its first pair.
@@ -50,6 +51,7 @@ export async function login(
     ]);
     throw new TesseraError('account_disabled');
   }
+  if (await ctx.store.secondFactors.hasConfirmedTotp(found.id)) await requireSecondFactor(ctx, found);
   return openSession(ctx, found, input.client);
 }
 

@@ -30,7 +30,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
   return reply
     .code(tessera.status)
     .header('cache-control', 'no-store')
-    .send({ error: tessera.code, message: tessera.message });
+    .send({ ...tessera.details, error: tessera.code, message: tessera.message });
 }
 
 /** Maps anything thrown in a request to a coded error. */

@@ -29,6 +29,18 @@ export const SHARED_SCHEMAS = [
     required: ['error', 'message'],
   },
   {
+    $id: 'MfaRequired',
+    type: 'object',
+    description: 'The password was right; a second factor is needed. POST /auth/login/mfa with the mfa_token (5 minutes, one success) and a code.',
+    properties: {
+      error: { type: 'string', enum: ['mfa_required'] },
+      message: { type: 'string' },
+      mfa_token: { type: 'string' },
+      methods: { type: 'array', items: { type: 'string', enum: ['totp', 'recovery_code'] } },
+    },
+    required: ['error', 'message', 'mfa_token', 'methods'],
+  },
+  {
     $id: 'TokenPair',
     type: 'object',
     description: 'Lifetimes in seconds. In cookie mode refresh_token is left out (it is in the httpOnly cookie).',

@@ -18,9 +18,17 @@ export function parseKeyEncryptionKey(text: string): Uint8Array {
 }
 
 export async function sealPrivateJwk(jwk: Record<string, unknown>, kek: Uint8Array | undefined): Promise<StoredPrivateJwk> {
-  if (!kek) return jwk;
-  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(jwk)))
-    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'jwk+json' })
+  return sealSecret(jwk, kek);
+}
+
+/**
+ * Seals any secret record (a private JWK, a TOTP secret) with the key-encryption key
+ * as a JWE; without one, returns it as it is (the data directory's mode protects it).
+ */
+export async function sealSecret(secret: Record<string, unknown>, kek: Uint8Array | undefined): Promise<StoredPrivateJwk> {
+  if (!kek) return secret;
+  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(secret)))
+    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'json' })
     .encrypt(kek);
   return { sealed: jwe };
 }
@@ -30,13 +38,18 @@ export function isSealed(stored: StoredPrivateJwk): stored is { sealed: string }
   return typeof stored.sealed === 'string';
 }
 
-export async function openPrivateJwk(stored: StoredPrivateJwk, kek: Uint8Array | undefined, kid: string): Promise<Record<string, unknown>> {
+export function openPrivateJwk(stored: StoredPrivateJwk, kek: Uint8Array | undefined, kid: string): Promise<Record<string, unknown>> {
+  return openSecret(stored, kek, `signing key ${kid}`);
+}
+
+/** Opens what `sealSecret` stored; `what` names it in errors ("signing key …"). */
+export async function openSecret(stored: StoredPrivateJwk, kek: Uint8Array | undefined, what: string): Promise<Record<string, unknown>> {
   if (!isSealed(stored)) return stored;
-  if (!kek) throw new Error(`signing key ${kid} is encrypted: set TESSERA_KEY_ENCRYPTION_KEY`);
+  if (!kek) throw new Error(`${what} is encrypted: set TESSERA_KEY_ENCRYPTION_KEY`);
   try {
     const { plaintext } = await compactDecrypt(stored.sealed, kek, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
     return JSON.parse(new TextDecoder().decode(plaintext)) as Record<string, unknown>;
   } catch (error) {
-    throw new Error(`signing key ${kid} cannot be decrypted with this TESSERA_KEY_ENCRYPTION_KEY`, { cause: error });
+    throw new Error(`${what} cannot be decrypted with this TESSERA_KEY_ENCRYPTION_KEY`, { cause: error });
   }
 }

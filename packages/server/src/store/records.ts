@@ -127,6 +127,8 @@ export interface UserSummary {
   disabledAt: Date | null;
   createdAt: Date;
   activeSessions: number;
+  /** Whether a confirmed second factor (an authenticator app) protects the account. */
+  mfa: boolean;
 }
 
 /** What a single-use account token is for. */

@@ -73,6 +73,7 @@ export class Store {
     );
     // The feed's rows outlive their sessions only as long: verifiers forget them far sooner.
     await this.accountTokens.prune(before, batch);
+    await this.secondFactors.prune(before);
     await drain('DELETE FROM revocation_feed WHERE position IN (SELECT position FROM revocation_feed WHERE revoked_at < $1 ORDER BY position LIMIT $2)');
     return { auditEvents, sessions };
   }

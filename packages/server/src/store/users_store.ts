@@ -241,8 +241,9 @@ export class UsersStore {
       where.push(`lower(u.username) > lower($${params.length})`);
     }
     if (input.limit !== null) params.push(input.limit);
-    const { rows } = await this.#db.query<UserRow & { active_sessions: string }>(
-      `SELECT u.*, (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1)::text AS active_sessions
+    const { rows } = await this.#db.query<UserRow & { active_sessions: string; mfa: boolean }>(
+      `SELECT u.*, (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1)::text AS active_sessions,
+              EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS mfa
        FROM users u ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY lower(u.username) ${input.limit === null ? '' : `LIMIT $${params.length}`}`,
       params,
@@ -258,6 +259,7 @@ export class UsersStore {
         disabledAt: u.disabledAt,
         createdAt: u.createdAt,
         activeSessions: Number(r.active_sessions),
+        mfa: r.mfa === true,
       };
     });
   }

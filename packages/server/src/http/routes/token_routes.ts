@@ -1,13 +1,14 @@
 import { TesseraError } from '@tessera/protocol';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
 import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { login } from '../../flows/login.js';
 import { registerUser } from '../../flows/register_user.js';
 import { logout } from '../../flows/sessions.js';
-import { assertSameOrigin, clearRefreshCookie, readRefreshCookie, setRefreshCookie } from '../refresh_cookie.js';
+import { assertSameOrigin, clearRefreshCookie, readRefreshCookie } from '../refresh_cookie.js';
 import { bearerToken, clientInfo } from '../request_context.js';
 import { errorResponses, nfkcUsername, TOKEN_ERRORS } from '../schemas.js';
+import { sendPair } from '../token_pair_reply.js';
 import { refreshRoute } from './refresh_route.js';
 
 interface CredentialsBody {
@@ -67,7 +68,11 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
         body: { $ref: 'Credentials#' },
         response: {
           200: { $ref: 'TokenPair#' },
-          ...errorResponses('invalid_request', 'invalid_credentials', 'account_disabled', 'rate_limited', 'unavailable'),
+          401: {
+            description: 'invalid_credentials; or mfa_required, with the mfa_token for POST /auth/login/mfa',
+            anyOf: [{ $ref: 'MfaRequired#' }, { $ref: 'ErrorBody#' }],
+          },
+          ...errorResponses('invalid_request', 'account_disabled', 'rate_limited', 'unavailable'),
         },
       },
     },
@@ -113,12 +118,5 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
       return reply.code(204).send();
     },
   );
-}
-
-function sendPair(reply: FastifyReply, ctx: AuthContext, pair: IssuedPair, useCookie: boolean): FastifyReply {
-  if (!useCookie) return reply.send(pair.body);
-  const { refresh_token, ...body } = pair.body;
-  setRefreshCookie(reply, ctx.issuer(), refresh_token, body.refresh_expires_in);
-  return reply.send(body);
 }
 
