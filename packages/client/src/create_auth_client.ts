@@ -61,15 +61,24 @@ export class AuthClientError extends Error {
   override readonly name = 'AuthClientError';
   readonly code: string;
   readonly status: number;
-  constructor(code: string, message: string, status: number) {
+  /** With `mfa_required`: the second factors the server takes (`totp`, `recovery_code`); finish with `completeMfa(code)`. */
+  readonly methods: string[] | undefined;
+  constructor(code: string, message: string, status: number, methods?: string[]) {
     super(message);
     this.code = code;
     this.status = status;
+    this.methods = methods;
   }
 }
 
 export interface AuthClient {
+  /**
+   * Signs in. For an account with a second factor it rejects with an `AuthClientError`
+   * whose `code` is `mfa_required` (and `methods`): ask for a code and call `completeMfa`.
+   */
   login(username: string, password: string): Promise<Session>;
+  /** Finishes the login that answered `mfa_required`, with a code from the authenticator app or a recovery code. */
+  completeMfa(code: string): Promise<Session>;
   /** Creates the account and signs in. */
   register(username: string, password: string): Promise<Session>;
   /** Ends this session on the server and everywhere in this browser. */
@@ -295,10 +304,32 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     return restored;
   }
 
+  /** The login step waiting for a second factor (kept here, never handed to the app). */
+  let pendingMfaToken: string | undefined;
+
   async function signIn(username: string, password: string): Promise<Session> {
-    const receivedAt = Date.now();
-    const response = await call('/auth/login', { method: 'POST', json: { username, password, ...(cookieMode ? { use_cookie: true } : {}) } });
-    if (!response.ok) throw await failure(response);
+    pendingMfaToken = undefined;
+    return finishLogin(await call('/auth/login', { method: 'POST', json: { username, password, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
+  }
+
+  async function completeMfa(code: string): Promise<Session> {
+    const mfaToken = pendingMfaToken;
+    if (!mfaToken) throw new AuthClientError('invalid_request', 'No sign-in is waiting for a code: call login first.', 400);
+    const response = await call('/auth/login/mfa', { method: 'POST', json: { mfa_token: mfaToken, code, ...(cookieMode ? { use_cookie: true } : {}) } });
+    // A wrong code leaves the step open for another try; a dead step (invalid_token) does not.
+    if (response.ok || (await errorCode(response)) !== 'invalid_code') pendingMfaToken = undefined;
+    return finishLogin(response, Date.now());
+  }
+
+  async function finishLogin(response: Response, receivedAt: number): Promise<Session> {
+    if (!response.ok) {
+      const body = (await response
+        .clone()
+        .json()
+        .catch(() => ({}))) as { error?: unknown; mfa_token?: unknown };
+      if (body.error === 'mfa_required' && typeof body.mfa_token === 'string') pendingMfaToken = body.mfa_token;
+      throw await failure(response);
+    }
     const next = await tokens(response, receivedAt);
     restored = Promise.resolve(next);
     emit('session', next);
@@ -307,6 +338,7 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
 
   return {
     login: signIn,
+    completeMfa,
     async register(username, password) {
       const response = await call('/auth/register', { method: 'POST', json: { username, password } });
       if (!response.ok) throw await failure(response);
@@ -400,8 +432,9 @@ async function errorCode(response: Response): Promise<string | undefined> {
 
 async function failure(response: Response): Promise<AuthClientError> {
   try {
-    const body = (await response.json()) as { error?: string; message?: string };
-    return new AuthClientError(body.error ?? 'internal_error', body.message ?? `HTTP ${response.status}`, response.status);
+    const body = (await response.json()) as { error?: string; message?: string; methods?: unknown };
+    const methods = Array.isArray(body.methods) ? body.methods.filter((m): m is string => typeof m === 'string') : undefined;
+    return new AuthClientError(body.error ?? 'internal_error', body.message ?? `HTTP ${response.status}`, response.status, methods);
   } catch {
     return new AuthClientError('internal_error', `HTTP ${response.status}`, response.status);
   }
