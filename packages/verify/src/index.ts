@@ -2,3 +2,4 @@ export { ACCESS_TOKEN_TYPE, type AccessTokenClaims, type ErrorCode, TesseraError
 export { checkRole, errorResponse, parseBearer } from './bearer.js';
 export { createVerifier, type RevocationOptions, type Verifier, type VerifierOptions } from './create_verifier.js';
 export { VERIFY_DEFAULTS } from './defaults.js';
+export { accessTokenHash, DPOP_ALGORITHMS, DPOP_MAX_AGE_SECONDS, DPOP_PROOF_TYPE, type DpopProofCheck, type DpopReplayCache, memoryReplayCache, verifyDpopProof } from './dpop_proof.js';

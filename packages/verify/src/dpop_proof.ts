@@ -1,0 +1,127 @@
+import { TesseraError } from '@tessera/protocol';
+import { base64url, calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, type JWK, jwtVerify } from 'jose';
+
+/** `typ` of a DPoP proof (RFC 9449 §4.2). */
+export const DPOP_PROOF_TYPE = 'dpop+jwt';
+/** The proof algorithms Tessera accepts: asymmetric, and what WebCrypto and Node sign fast. */
+export const DPOP_ALGORITHMS = ['ES256', 'EdDSA'] as const;
+/** How far a proof's `iat` may be from now, in seconds (the contract's 60 s). */
+export const DPOP_MAX_AGE_SECONDS = 60;
+
+/** Private members a public JWK must not carry (RFC 7517/7518). */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * Remembers proof `jti`s long enough that a replay inside the `iat` window is seen.
+ * Shared through Redis by a cluster of auth servers; per process otherwise (a proof
+ * replayed to another instance within the window is then not recognised: say so).
+ */
+export interface DpopReplayCache {
+  /** Records `key` for `ttlMs` from `now` (ms); false when it was already there (a replay). */
+  remember(key: string, ttlMs: number, now: number): Promise<boolean>;
+}
+
+/** An in-process replay cache, bounded: at `maxEntries` it forgets expired keys, then refuses new ones (fail closed). */
+export function memoryReplayCache(maxEntries = 1_000_000): DpopReplayCache {
+  const seen = new Map<string, number>();
+  return {
+    async remember(key, ttlMs, now) {
+      const until = seen.get(key);
+      if (until !== undefined && until > now) return false;
+      if (seen.size >= maxEntries) {
+        for (const [k, t] of seen) if (t <= now) seen.delete(k);
+        if (seen.size >= maxEntries) return false;
+      }
+      seen.set(key, now + ttlMs);
+      return true;
+    },
+  };
+}
+
+export interface DpopProofCheck {
+  /** The `DPoP` header value (undefined when absent). */
+  proof: string | undefined;
+  /** The request's method. */
+  method: string;
+  /** The request's absolute URL as this server is reached (query and fragment are ignored). */
+  url: string;
+  /** With an access token (`Authorization: DPoP …`): the proof's `ath` must be its hash. */
+  accessToken?: string;
+  /** The key the token or session is bound to (RFC 7638 thumbprint): the proof must be signed by it. */
+  expectedJkt?: string;
+  /** A server nonce the proof must carry. */
+  nonce?: string;
+  /** Milliseconds since the epoch. */
+  now: number;
+  replay: DpopReplayCache;
+}
+
+/**
+ * Checks a DPoP proof (RFC 9449 §4.3) and returns its key's thumbprint. Every failure
+ * is a `TesseraError` `invalid_dpop_proof` whose message says which check failed
+ * (safe to show: it never echoes the proof).
+ */
+export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: string }> {
+  const refuse = (why: string): never => {
+    throw new TesseraError('invalid_dpop_proof', `DPoP proof refused: ${why}.`);
+  };
+  const proof = check.proof;
+  if (!proof) return refuse('no DPoP header');
+  if (proof.length > 8192 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(proof)) return refuse('not a compact JWS');
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(proof);
+  } catch {
+    return refuse('unreadable header');
+  }
+  if (header.typ !== DPOP_PROOF_TYPE) return refuse('typ must be dpop+jwt');
+  if (!(DPOP_ALGORITHMS as readonly string[]).includes(String(header.alg))) return refuse('alg must be ES256 or EdDSA');
+  const jwk = header.jwk as JWK | undefined;
+  if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) return refuse('no public jwk in the header');
+  if (PRIVATE_MEMBERS.some((m) => m in jwk)) return refuse('the jwk carries private key material');
+  if (header.crit !== undefined) return refuse('crit is not supported');
+  let payload: Record<string, unknown>;
+  try {
+    ({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: DPOP_PROOF_TYPE, algorithms: [...DPOP_ALGORITHMS], currentDate: new Date(check.now), clockTolerance: DPOP_MAX_AGE_SECONDS }));
+  } catch {
+    return refuse('bad signature');
+  }
+  const { jti, htm, htu, iat, ath, nonce } = payload;
+  if (typeof jti !== 'string' || jti.length < 8 || jti.length > 256) return refuse('jti missing or out of bounds');
+  if (htm !== check.method) return refuse('htm does not match the request method');
+  if (typeof htu !== 'string' || !sameTarget(htu, check.url)) return refuse('htu does not match the request URL');
+  if (typeof iat !== 'number' || !Number.isFinite(iat) || Math.abs(check.now / 1000 - iat) > DPOP_MAX_AGE_SECONDS) return refuse('iat is not within 60 s of now');
+  if (check.accessToken !== undefined && ath !== (await accessTokenHash(check.accessToken))) return refuse('ath is not the access token’s hash');
+  if (check.nonce !== undefined && nonce !== check.nonce) {
+    throw new TesseraError('invalid_dpop_proof', 'DPoP proof refused: a fresh server nonce is required (DPoP-Nonce).', { details: { dpop_error: 'use_dpop_nonce' } });
+  }
+  const jkt = await calculateJwkThumbprint(jwk, 'sha256');
+  if (check.expectedJkt !== undefined && jkt !== check.expectedJkt) return refuse('signed by another key than the one the token is bound to');
+  // Last, so a proof refused for another reason does not use up its jti.
+  if (!(await check.replay.remember(`${jkt}:${jti}`, 2 * DPOP_MAX_AGE_SECONDS * 1000, check.now))) return refuse('jti already used (a replay)');
+  return { jkt };
+}
+
+/** `ath`: base64url(SHA-256(access token)) (RFC 9449 §4.2). WebCrypto, so it runs on edge runtimes too. */
+export async function accessTokenHash(token: string): Promise<string> {
+  return base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(token))));
+}
+
+/**
+ * `htu` against the request (RFC 9449 §4.3, RFC 3986 §6.2.2-6.2.3): scheme and host
+ * case, default ports, dot segments and percent-encoding case are normalised by URL;
+ * query and fragment are not part of the comparison.
+ */
+function sameTarget(htu: string, url: string): boolean {
+  try {
+    const a = new URL(htu);
+    const b = new URL(url);
+    return a.protocol === b.protocol && a.host === b.host && decodeURIComponentSafe(a.pathname) === decodeURIComponentSafe(b.pathname);
+  } catch {
+    return false;
+  }
+}
+
+function decodeURIComponentSafe(path: string): string {
+  return path.replace(/%[0-9a-f]{2}/gi, (m) => m.toUpperCase());
+}
