@@ -10,7 +10,7 @@ const isNumber = (value: unknown): value is number => typeof value === 'number' 
  */
 export function checkAccessClaims(payload: Record<string, unknown>, nowMs: number, tolerance: number): AccessTokenClaims {
   const now = Math.floor(nowMs / 1000);
-  const { exp, nbf, iat, sub, jti, sid, username, roles, aud, client_id } = payload;
+  const { exp, nbf, iat, sub, jti, sid, username, roles, aud, client_id, cnf } = payload;
   // iss and aud were matched by the engine; both engines also insist on their shape.
   if (!(typeof aud === 'string' || (Array.isArray(aud) && aud.every((a) => typeof a === 'string')))) throw new TesseraError('invalid_token');
   if (!isNumber(exp) || !isNumber(iat)) throw new TesseraError('invalid_token');
@@ -21,5 +21,16 @@ export function checkAccessClaims(payload: Record<string, unknown>, nowMs: numbe
   }
   if (!Array.isArray(roles) || !roles.every((role) => typeof role === 'string')) throw new TesseraError('invalid_token');
   if (client_id !== undefined && typeof client_id !== 'string') throw new TesseraError('invalid_token');
+  // A confirmation (RFC 7800) this verifier cannot check is refused, never ignored: only
+  // `{ jkt }` (DPoP, RFC 9449 §6), which `verifyRequest` checks against the request's proof.
+  if (cnf !== undefined && !isKeyConfirmation(cnf)) throw new TesseraError('invalid_token', 'The token is bound to a key in a way this verifier does not support.');
   return payload as unknown as AccessTokenClaims;
+}
+
+/** `cnf: { jkt }` and nothing else: an RFC 7638 SHA-256 thumbprint (43 base64url characters). */
+function isKeyConfirmation(cnf: unknown): cnf is { jkt: string } {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return false;
+  const members = Object.keys(cnf);
+  const jkt = (cnf as { jkt?: unknown }).jkt;
+  return members.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
 }

@@ -2,7 +2,9 @@ import { type AccessTokenClaims, SIGNING_ALGORITHMS, type SigningAlgorithm, Tess
 import { engine as runtimeEngine } from '#key-verifier';
 import { decodeProtectedHeader } from 'jose';
 import { checkAccessClaims } from './access_claims.js';
+import { parseAuthorization } from './bearer.js';
 import { VERIFY_DEFAULTS } from './defaults.js';
+import { type DpopReplayCache, memoryReplayCache, verifyDpopProof } from './dpop_proof.js';
 import { JwksCache } from './jwks_cache.js';
 import type { KeyVerifier, KeyVerifierEngine } from './key_verifier.js';
 import { RevocationFeed } from './revocation_feed.js';
@@ -42,6 +44,35 @@ export interface VerifierOptions {
   cache?: boolean | number;
   /** Time in ms since the epoch. Default `Date.now`; tests inject a clock. */
   clock?: () => number;
+  /** Tokens bound to a key (DPoP, RFC 9449), checked by `verifyRequest`. */
+  dpop?: DpopOptions;
+}
+
+export interface DpopOptions {
+  /**
+   * Where proof `jti`s are remembered (120 s each), so a proof is accepted once.
+   * Default: `memoryReplayCache()`, one per verifier, in this process: behind a load
+   * balancer, a proof replayed to another instance within its 60 s window is not
+   * recognised there unless the instances share a cache (e.g. over Redis). A cache that
+   * throws fails the request (500), never admits it.
+   */
+  replay?: DpopReplayCache;
+}
+
+/** What `verifyRequest` needs of a request: its credentials and what a DPoP proof must name. */
+export interface RequestCredentials {
+  /** The `Authorization` header: `Bearer <token>` or `DPoP <token>`; an array when sent more than once (refused). */
+  authorization: string | readonly string[] | null | undefined;
+  /** The `DPoP` header (the proof); an array, or values joined by a comma, when sent more than once (refused). */
+  dpop?: string | readonly string[] | null | undefined;
+  /** The request method, as sent (`GET`): the proof's `htm`. */
+  method: string;
+  /**
+   * The absolute URL the client addressed (`https://api.example.com/orders?page=2`): the
+   * proof's `htu` (query and fragment are ignored). `undefined` when it cannot be known
+   * (no `Host` header): DPoP requests are then refused.
+   */
+  url: string | undefined;
 }
 
 export interface RevocationOptions {
@@ -77,10 +108,23 @@ export interface Verifier {
   /** Which engine checks signatures: `fast-jwt` (node:crypto) on Node, `jose` (WebCrypto) elsewhere. */
   readonly engine: 'jose' | 'fast-jwt';
   /**
-   * Verifies an access token. Resolves to its claims; rejects with a `TesseraError`
-   * whose `code` is `invalid_token`, `token_expired` or `token_revoked`.
+   * Verifies an access token presented as a bearer token. Resolves to its claims;
+   * rejects with a `TesseraError` whose `code` is `invalid_token`, `token_expired` or
+   * `token_revoked`. A token bound to a key (DPoP) is refused (`invalid_token`): without
+   * its proof it proves nothing; use `verifyRequest`.
    */
   verify(token: string): Promise<AccessTokenClaims>;
+  /**
+   * Verifies the access token of a request, as the framework adapters do: an unbound
+   * token as `Authorization: Bearer <token>`; a token bound to a key (`cnf.jkt`) only as
+   * `Authorization: DPoP <token>` with a `DPoP` proof of this request (RFC 9449 §7: its
+   * `htm`/`htu` name this method and URL, its `ath` is the token's hash, it is signed by
+   * the bound key, issued within 60 s, and its `jti` is new). A bound token sent as
+   * `Bearer`, or an unbound one as `DPoP`, is `invalid_token`; a missing, malformed,
+   * repeated or replayed proof is `invalid_dpop_proof`; two `Authorization` headers are
+   * `invalid_request`. Otherwise the codes of `verify`.
+   */
+  verifyRequest(request: RequestCredentials): Promise<AccessTokenClaims>;
   /**
    * Fetches the JWKS and, when on, reads the revocation feed to its end, e.g. at
    * start-up: once it resolves, every revocation made before it is refused. Rejects
@@ -155,6 +199,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     : undefined;
   const failClosed = feedOptions?.whenStale !== 'accept';
   feed?.start();
+  const replay = validateDpop(options.dpop);
 
   // Every token of one key shares its header segment, so its decoded kid and alg
   // are remembered by the segment's exact text (a handful of entries).
@@ -185,8 +230,9 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     throw new TesseraError('invalid_token', undefined, { cause: error });
   }
 
-  /** The revocation check, on every token, cached or not. */
-  function admit(claims: AccessTokenClaims): AccessTokenClaims {
+  /** The revocation check, on every token, cached or not; and a bound token only where its proof is checked. */
+  function admit(claims: AccessTokenClaims, bound: Bound): AccessTokenClaims {
+    if (bound === 'refuse' && claims.cnf !== undefined) throw new TesseraError('invalid_token', BOUND_AS_BEARER);
     if (feed) {
       if (feed.isRevoked(claims.sid)) throw new TesseraError('token_revoked');
       if (failClosed && feed.isStale()) {
@@ -196,12 +242,12 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     return claims;
   }
 
-  function accept(token: string, payload: Record<string, unknown>, nowMs: number, generation: number): AccessTokenClaims {
+  function accept(token: string, payload: Record<string, unknown>, nowMs: number, generation: number, bound: Bound): AccessTokenClaims {
     const claims = checkAccessClaims(payload, nowMs, config.clockTolerance);
-    return admit(cache && generation === keyGeneration ? cache.set(token, claims, nowMs) : claims);
+    return admit(cache && generation === keyGeneration ? cache.set(token, claims, nowMs) : claims, bound);
   }
 
-  async function verifyWithFetchedKey(token: string, kid: string, alg: string, nowMs: number): Promise<AccessTokenClaims> {
+  async function verifyWithFetchedKey(token: string, kid: string, alg: string, nowMs: number, bound: Bound): Promise<AccessTokenClaims> {
     const generation = keyGeneration;
     const key = await jwks.get(kid, alg);
     if (!key) throw new TesseraError('invalid_token', 'The token was signed by an unknown key.');
@@ -211,12 +257,12 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     } catch (error) {
       fail(error);
     }
-    return accept(token, payload, nowMs, generation);
+    return accept(token, payload, nowMs, generation, bound);
   }
 
   // Not an async function: with a known key on the Node engine, the whole check
   // runs synchronously and only the result is wrapped in a promise.
-  function verify(token: string): Promise<AccessTokenClaims> {
+  function verifyToken(token: string, bound: Bound): Promise<AccessTokenClaims> {
     try {
       if (typeof token !== 'string' || token.length === 0 || token.length > VERIFY_DEFAULTS.maxTokenLength) {
         throw new TesseraError('invalid_token');
@@ -225,23 +271,55 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
       const hit = cache?.get(token, nowMs);
       if (hit !== undefined) {
         jwks.revalidate(); // so that a retired key is noticed (and the cache cleared) even when every token is a hit
-        return Promise.resolve(admit(hit));
+        return Promise.resolve(admit(hit, bound));
       }
       const { kid, alg } = headerOf(token);
       const generation = keyGeneration;
       const key: KeyVerifier | undefined = jwks.peek(kid, alg);
-      if (key === undefined) return verifyWithFetchedKey(token, kid, alg, nowMs);
+      if (key === undefined) return verifyWithFetchedKey(token, kid, alg, nowMs, bound);
       let result: ReturnType<KeyVerifier['verify']>;
       try {
         result = key.verify(token, nowMs);
       } catch (error) {
         fail(error);
       }
-      if (result instanceof Promise) return result.then((payload) => accept(token, payload, nowMs, generation), fail);
-      return Promise.resolve(accept(token, result, nowMs, generation));
+      if (result instanceof Promise) return result.then((payload) => accept(token, payload, nowMs, generation, bound), fail);
+      return Promise.resolve(accept(token, result, nowMs, generation, bound));
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  function verifyRequest(request: RequestCredentials): Promise<AccessTokenClaims> {
+    let presented: ReturnType<typeof parseAuthorization>;
+    try {
+      if (typeof request !== 'object' || request === null) throw new TypeError('verifyRequest: a request is required');
+      presented = parseAuthorization(request.authorization);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { scheme, token } = presented;
+    // RFC 9449 §7.2: a bound token sent as Bearer is refused (admit); the DPoP header of
+    // a Bearer request is not looked at: an unbound token needs no proof.
+    if (scheme === 'Bearer') return verifyToken(token, 'refuse');
+    return verifyToken(token, 'allow').then(async (claims) => {
+      const jkt = claims.cnf?.jkt;
+      // The proof could only show the key of a token that names none: refused, so a
+      // client never believes it has a sender-constrained token when it has not.
+      if (jkt === undefined) throw new TesseraError('invalid_token', 'This token is not bound to a key: send it as Authorization: Bearer <token>.');
+      const proof = singleProof(request.dpop);
+      if (proof !== undefined && typeof request.url !== 'string') refuseProof('the URL of this request is unknown (no Host header)');
+      await verifyDpopProof({
+        proof,
+        method: request.method,
+        url: request.url ?? '',
+        accessToken: token,
+        expectedJkt: jkt,
+        now: now(),
+        replay,
+      });
+      return claims;
+    });
   }
 
   return Object.freeze({
@@ -255,8 +333,46 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     revocationStatus() {
       return feed && { mode: feed.mode, caughtUp: feed.caughtUp, remembered: feed.size, stale: feed.isStale() };
     },
-    verify,
+    verify: (token: string) => verifyToken(token, 'refuse'),
+    verifyRequest,
   });
+}
+
+/** Whether a token bound to a key may pass: only where its proof is checked next. */
+type Bound = 'allow' | 'refuse';
+
+const BOUND_AS_BEARER = 'This token is bound to a key: send it as Authorization: DPoP <token>, with a DPoP proof.';
+
+function refuseProof(why: string): never {
+  throw new TesseraError('invalid_dpop_proof', `DPoP proof refused: ${why}.`);
+}
+
+/**
+ * The one `DPoP` header of a request (RFC 9449 §4.3: not more than one). Node and
+ * Fetch join a repeated header with a comma, which a compact JWS never holds.
+ */
+function singleProof(header: RequestCredentials['dpop']): string | undefined {
+  let value: string | null | undefined;
+  if (Array.isArray(header)) {
+    if (header.length > 1) refuseProof('more than one DPoP header');
+    value = header[0];
+  } else {
+    value = header as string | null | undefined;
+  }
+  if (value === null || value === undefined) return undefined;
+  if (typeof value !== 'string') refuseProof('not a compact JWS');
+  if (value.includes(',')) refuseProof('more than one DPoP header');
+  return value;
+}
+
+function validateDpop(dpop: VerifierOptions['dpop']): DpopReplayCache {
+  if (dpop === undefined) return memoryReplayCache();
+  if (typeof dpop !== 'object' || dpop === null) throw new TypeError('createVerifier: dpop must be an object');
+  if (dpop.replay === undefined) return memoryReplayCache();
+  if (typeof dpop.replay !== 'object' || dpop.replay === null || typeof dpop.replay.remember !== 'function') {
+    throw new TypeError('createVerifier: dpop.replay must be a replay cache (remember(key, ttlMs, now))');
+  }
+  return dpop.replay;
 }
 
 /**

@@ -21,17 +21,32 @@ export interface DpopReplayCache {
   remember(key: string, ttlMs: number, now: number): Promise<boolean>;
 }
 
-/** An in-process replay cache, bounded: at `maxEntries` it forgets expired keys, then refuses new ones (fail closed). */
-export function memoryReplayCache(maxEntries = 1_000_000): DpopReplayCache {
+/**
+ * An in-process replay cache, bounded: at `maxEntries` it forgets expired keys, then
+ * refuses new ones (fail closed). Expired keys at the front (the oldest) are also
+ * dropped as new ones arrive, so its memory follows the traffic of the last
+ * `ttlMs` rather than growing to `maxEntries`.
+ */
+export function memoryReplayCache(maxEntries = 1_000_000): DpopReplayCache & { readonly size: number } {
+  // Insertion order: with one ttl for every key (as verifyDpopProof uses), also expiry order.
   const seen = new Map<string, number>();
   return {
+    /** Keys held now (expired ones included until swept). */
+    get size() {
+      return seen.size;
+    },
     async remember(key, ttlMs, now) {
       const until = seen.get(key);
       if (until !== undefined && until > now) return false;
+      for (const [k, t] of seen) {
+        if (t > now) break;
+        seen.delete(k);
+      }
       if (seen.size >= maxEntries) {
         for (const [k, t] of seen) if (t <= now) seen.delete(k);
         if (seen.size >= maxEntries) return false;
       }
+      seen.delete(key); // so that it moves to the back, in expiry order
       seen.set(key, now + ttlMs);
       return true;
     },

@@ -1,5 +1,5 @@
 export { ACCESS_TOKEN_TYPE, type AccessTokenClaims, type ErrorCode, TesseraError } from '@tessera/protocol';
-export { checkRole, errorResponse, parseBearer } from './bearer.js';
-export { createVerifier, type RevocationOptions, type Verifier, type VerifierOptions } from './create_verifier.js';
+export { type AuthScheme, authScheme, checkRole, errorResponse, parseAuthorization, parseBearer } from './bearer.js';
+export { createVerifier, type DpopOptions, type RequestCredentials, type RevocationOptions, type Verifier, type VerifierOptions } from './create_verifier.js';
 export { VERIFY_DEFAULTS } from './defaults.js';
 export { accessTokenHash, DPOP_ALGORITHMS, DPOP_MAX_AGE_SECONDS, DPOP_PROOF_TYPE, type DpopProofCheck, type DpopReplayCache, memoryReplayCache, verifyDpopProof } from './dpop_proof.js';

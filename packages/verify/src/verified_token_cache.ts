@@ -47,6 +47,7 @@ export class VerifiedTokenCache {
     }
     Object.freeze(claims.roles);
     if (Array.isArray(claims.aud)) Object.freeze(claims.aud);
+    if (claims.cnf !== undefined) Object.freeze(claims.cnf);
     const frozen = Object.freeze(claims);
     this.#entries.set(token, { claims: frozen, from: nbf === undefined ? 0 : nbf * 1000, until });
     return frozen;
