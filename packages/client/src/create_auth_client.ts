@@ -1,3 +1,4 @@
+import { type AddPasskeyOptions, addPasskey, type Passkey, type PasskeyCalls, type PasskeyLoginOptions, passkeyAssertion } from './passkeys.js';
 import { TabChannel } from './tab_channel.js';
 
 /** The error codes that mean "this access token will not do": refresh and retry. */
@@ -79,6 +80,25 @@ export interface AuthClient {
   login(username: string, password: string): Promise<Session>;
   /** Finishes the login that answered `mfa_required`, with a code from the authenticator app or a recovery code. */
   completeMfa(code: string): Promise<Session>;
+  /**
+   * Signs in with a passkey (WebAuthn): a whole login, no password and no second
+   * factor. Loads `@simplewebauthn/browser` on first use. Rejects with an
+   * `AuthClientError` from the server (`invalid_code`, `account_disabled`,
+   * `rate_limited`), or with the browser's error (`NotAllowedError`: cancelled, or no
+   * passkey for this site).
+   *
+   * @example
+   * await auth.loginWithPasskey() // the browser offers this site's passkeys
+   * await auth.loginWithPasskey({ username: 'alice' }) // only alice's
+   */
+  loginWithPasskey(options?: PasskeyLoginOptions): Promise<Session>;
+  /**
+   * Adds a passkey to the signed-in account (the browser asks the user to create one).
+   *
+   * @example
+   * const passkey = await auth.registerPasskey({ name: 'Work laptop' })
+   */
+  registerPasskey(options?: AddPasskeyOptions): Promise<Passkey>;
   /** Creates the account and signs in. */
   register(username: string, password: string): Promise<Session>;
   /** Ends this session on the server and everywhere in this browser. */
@@ -336,9 +356,24 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     return next;
   }
 
+  async function loginWithPasskey(options?: PasskeyLoginOptions): Promise<Session> {
+    pendingMfaToken = undefined;
+    const response = await passkeyAssertion({ post: (path, json) => call(path, { method: 'POST', json }), failure }, options);
+    return finishLogin(await call('/auth/passkeys/login', { method: 'POST', json: { response, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
+  }
+
+  /** With the access token, refreshed once if need be, as `fetch` sends it. */
+  const signedIn: PasskeyCalls = {
+    post: (path, json) =>
+      authFetch(`${base}${path}`, { method: 'POST', ...(json === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(json) }) }),
+    failure,
+  };
+
   return {
     login: signIn,
     completeMfa,
+    loginWithPasskey,
+    registerPasskey: (options) => addPasskey(signedIn, options),
     async register(username, password) {
       const response = await call('/auth/register', { method: 'POST', json: { username, password } });
       if (!response.ok) throw await failure(response);

@@ -9,3 +9,4 @@ export {
   type Session,
   type TokenStorage,
 } from './create_auth_client.js';
+export type { AddPasskeyOptions, Passkey, PasskeyLoginOptions } from './passkeys.js';

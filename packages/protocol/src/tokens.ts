@@ -26,6 +26,8 @@ export interface AccessTokenClaims {
   email_verified?: boolean;
   /** How the session signed in (RFC 8176): `["pwd"]`, `["pwd", "otp"]`, `["hwk"]` for a passkey. */
   amr?: string[];
+  /** Bound to a key (DPoP, RFC 9449): the RFC 7638 thumbprint of the client's key. */
+  cnf?: { jkt: string };
 }
 
 /** Claims of a Tessera refresh token: ids only, no name and no roles. */
@@ -38,6 +40,8 @@ export interface RefreshTokenClaims {
   iat: number;
   jti: string;
   sid: string;
+  /** Bound to a key (DPoP): every refresh needs a proof by it. */
+  cnf?: { jkt: string };
 }
 
 /** The body of a successful login or refresh. Lifetimes in seconds. */
@@ -45,7 +49,8 @@ export interface TokenPair {
   access_token: string;
   /** Left out in cookie mode, where the refresh token travels in an httpOnly cookie. */
   refresh_token?: string;
-  token_type: 'Bearer';
+  /** `DPoP` when the pair is bound to the client's key (send `Authorization: DPoP <token>` with a proof). */
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   refresh_expires_in: number;
   session_id: string;

@@ -165,7 +165,7 @@ describe('bad input gets a clear error and changes nothing', () => {
     assert.ok(result.valid, JSON.stringify(result.errors)?.slice(0, 1000));
     assert.deepEqual(doc.servers, [{ url: t.server.context.issuer(), description: 'this auth server' }]);
     const ids: string[] = [];
-    const publicOps = new Set(['register', 'login', 'getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics', 'listRevocations', 'forgotPassword', 'resetPassword', 'verifyEmail', 'loginMfa']);
+    const publicOps = new Set(['register', 'login', 'getJwks', 'getOpenIdConfiguration', 'healthz', 'readyz', 'metrics', 'listRevocations', 'forgotPassword', 'resetPassword', 'verifyEmail', 'loginMfa', 'passkeyLoginOptions', 'loginWithPasskey']);
     for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, { operationId?: string; security?: unknown[]; responses: Record<string, unknown> }>>)) {
       for (const [method, op] of Object.entries(item)) {
         assert.ok(op.operationId, `${method} ${path} has an operationId`);

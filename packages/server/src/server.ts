@@ -10,6 +10,7 @@ import { RevocationHub } from './flows/revocation_hub.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
+import { memoryReplayCache } from '@tessera/verify';
 import { createMetrics } from './lib/metrics.js';
 import { createDummyHash } from './lib/passwords.js';
 import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
@@ -95,6 +96,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       limits: createLimits(config, redis),
       log,
       revocations: hub,
+      dpopReplay: redis ? redis.replayCache() : memoryReplayCache(),
       metrics: createMetrics({
         // A count(*) over sessions: at most one per 15 s however often /metrics is scraped
         // (on single-connection PGlite every query waits its turn with the logins).

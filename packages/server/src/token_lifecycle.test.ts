@@ -215,7 +215,7 @@ describe('token pair lifecycle over HTTP', () => {
     const mine = list.body.sessions.find((s: { current: boolean }) => s.current);
     assert.equal(mine.id, a.pair.session_id);
     for (const s of list.body.sessions) {
-      assert.deepEqual(Object.keys(s).sort(), ['created_at', 'current', 'expires_at', 'id', 'ip', 'last_used_at', 'user_agent']);
+      assert.deepEqual(Object.keys(s).sort(), ['created_at', 'current', 'dpop_bound', 'expires_at', 'id', 'ip', 'last_used_at', 'user_agent']);
     }
     assert.ok(list.body.sessions.some((s: { user_agent: string }) => s.user_agent === 'second-device'));
 

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { type DpopReplayCache, memoryReplayCache } from '@tessera/verify';
 import type { Logger } from 'pino';
 import type { RateLimit } from '../config.js';
 import { type Limiter, localLimiter, RateLimiter, slidingWait } from '../lib/rate_limiter.js';
@@ -96,6 +97,25 @@ export class RedisLink {
         return orLocal(async () => {
           await this.#command.eval("if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end", 1, k.current);
         }, () => local.refund(key, now));
+      },
+    };
+  }
+
+  /**
+   * DPoP proof ids seen by any instance (SET NX with a TTL): a proof replayed to
+   * another instance is refused too. While Redis is down, this instance's own memory
+   * answers, so a replay to a different instance within the window may pass then.
+   */
+  replayCache(): DpopReplayCache {
+    const local = memoryReplayCache();
+    return {
+      remember: async (key, ttlMs, now) => {
+        try {
+          return (await this.#command.set(`tessera:dpop:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+        } catch {
+          this.#markDown();
+          return local.remember(key, ttlMs, now);
+        }
       },
     };
   }

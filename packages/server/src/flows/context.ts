@@ -1,3 +1,4 @@
+import type { DpopReplayCache } from '@tessera/verify';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config.js';
 import type { KeyRing } from '../keys/key_ring.js';
@@ -42,6 +43,8 @@ export interface AuthContext extends AccountsContext {
     reported(key: string, now: number): boolean;
   };
   readonly log: Logger;
+  /** DPoP proof ids already seen (shared through Redis when configured). */
+  readonly dpopReplay: DpopReplayCache;
   /** Pushes revocations to the feed's subscribers. */
   readonly revocations: RevocationHub;
   readonly metrics: Metrics;

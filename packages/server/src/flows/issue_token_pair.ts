@@ -15,7 +15,7 @@ export interface IssuedPair {
  */
 export async function issueTokenPair(
   ctx: AuthContext,
-  input: { user: UserRecord; sessionId: string; amr: readonly string[]; refreshJti: string; issuedAt: Date; expiresAt: Date },
+  input: { user: UserRecord; sessionId: string; amr: readonly string[]; jkt?: string | null; refreshJti: string; issuedAt: Date; expiresAt: Date },
 ): Promise<IssuedPair> {
   const now = ctx.now();
   const issuer = ctx.issuer();
@@ -30,6 +30,7 @@ export async function issueTokenPair(
       ...(input.user.email ? { emailVerified: input.user.emailVerifiedAt !== null } : {}),
       sessionId: input.sessionId,
       amr: input.amr,
+      ...(input.jkt ? { jkt: input.jkt } : {}),
       now,
       ttl: ctx.config.accessTtl,
     }),
@@ -40,13 +41,14 @@ export async function issueTokenPair(
       jti: input.refreshJti,
       issuedAt: input.issuedAt,
       expiresAt: input.expiresAt,
+      ...(input.jkt ? { jkt: input.jkt } : {}),
     }),
   ]);
   return {
     body: {
       access_token: access.token,
       refresh_token: refresh,
-      token_type: 'Bearer',
+      token_type: input.jkt ? 'DPoP' : 'Bearer',
       expires_in: ctx.config.accessTtl,
       refresh_expires_in: Math.max(0, Math.floor((input.expiresAt.getTime() - now) / 1000)),
       session_id: input.sessionId,

@@ -15,7 +15,7 @@ import { requireSecondFactor } from './second_factors.js';
  */
 export async function login(
   ctx: AuthContext,
-  input: { username: string; password: string; client: ClientInfo },
+  input: { username: string; password: string; client: ClientInfo; dpopJkt?: string },
 ): Promise<IssuedPair> {
   await checkIpLimit(ctx, input.client);
   const found = await findUser(ctx, input.username);
@@ -52,7 +52,7 @@ export async function login(
     throw new TesseraError('account_disabled');
   }
   if (await ctx.store.secondFactors.hasConfirmedTotp(found.id)) await requireSecondFactor(ctx, found);
-  return openSession(ctx, found, input.client);
+  return openSession(ctx, found, input.client, ['pwd'], input.dpopJkt);
 }
 
 /** A username that cannot exist (wrong shape, a NUL byte) is simply not found. */
@@ -67,18 +67,18 @@ async function findUser(ctx: AuthContext, username: string): Promise<UserRecord 
  * only if the user is still as checked (same password hash, not disabled): a
  * login whose password check raced a password change gets no session.
  */
-export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo, amr: readonly string[] = ['pwd']): Promise<IssuedPair> {
+export async function openSession(ctx: AuthContext, user: UserRecord, client: ClientInfo, amr: readonly string[] = ['pwd'], dpopJkt?: string): Promise<IssuedPair> {
   const now = ctx.now();
   const sessionId = randomUUID();
   const jti = newRefreshJti();
   const issuedAt = new Date(now);
   const expiresAt = new Date(now + ctx.config.refreshTtl * 1000);
   const opened = await ctx.store.sessions.open({
-    session: { id: sessionId, user, client, amr },
+    session: { id: sessionId, user, client, amr, ...(dpopJkt ? { dpopJkt } : {}) },
     token: { jtiHash: refreshJtiHash(jti), issuedAt, expiresAt },
     single: ctx.config.sessionPolicy === 'single',
     now: issuedAt,
   });
   if (!opened.opened) throw new TesseraError('invalid_credentials');
-  return issueTokenPair(ctx, { user, sessionId, amr, refreshJti: jti, issuedAt, expiresAt });
+  return issueTokenPair(ctx, { user, sessionId, amr, jkt: dpopJkt, refreshJti: jti, issuedAt, expiresAt });
 }

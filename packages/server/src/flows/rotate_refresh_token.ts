@@ -2,6 +2,7 @@ import { REFRESH_TOKEN_TYPE, type RefreshTokenClaims, TesseraError } from '@tess
 import { refreshJtiHash, successorJti, verifyToken } from '../keys/tokens.js';
 import type { ClientInfo } from '../store/records.js';
 import type { AuthContext } from './context.js';
+import { type DpopRequest, requireProof } from './dpop_binding.js';
 import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
 
 /**
@@ -11,7 +12,7 @@ import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
  */
 export async function rotateRefreshToken(
   ctx: AuthContext,
-  input: { refreshToken: string; client: ClientInfo },
+  input: { refreshToken: string; client: ClientInfo; dpop?: DpopRequest },
 ): Promise<IssuedPair> {
   const now = ctx.now();
   let claims: RefreshTokenClaims;
@@ -20,6 +21,17 @@ export async function rotateRefreshToken(
   } catch (error) {
     ctx.metrics.refreshes.inc({ outcome: error instanceof TesseraError && error.code === 'token_expired' ? 'expired' : 'invalid' });
     throw error;
+  }
+  // A bound session's refresh token is worthless without a proof by its key: checked
+  // before anything changes, so a thief can neither rotate nor revoke the session.
+  const jkt = claims.cnf?.jkt;
+  if (jkt !== undefined) {
+    try {
+      await requireProof(ctx, input.dpop, { jkt, userId: claims.sub, sessionId: claims.sid, client: input.client });
+    } catch (error) {
+      ctx.metrics.refreshes.inc({ outcome: 'invalid_dpop_proof' });
+      throw error;
+    }
   }
   const nextJti = successorJti(claims.jti);
   const issuedAt = new Date(now);
@@ -43,6 +55,7 @@ export async function rotateRefreshToken(
         user: outcome.user,
         sessionId: outcome.session.id,
         amr: outcome.session.amr,
+        jkt: outcome.session.dpopJkt,
         refreshJti: nextJti,
         issuedAt: outcome.successor.issuedAt,
         expiresAt: outcome.successor.expiresAt,

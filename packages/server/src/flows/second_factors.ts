@@ -101,7 +101,7 @@ export async function requireSecondFactor(ctx: AuthContext, user: UserRecord): P
  * wear the token out after `MFA_MAX_FAILURES`; a password change or a disable since
  * the password step kills it.
  */
-export async function completeMfaLogin(ctx: AuthContext, input: { mfaToken: string; code: string; client: ClientInfo }): Promise<IssuedPair> {
+export async function completeMfaLogin(ctx: AuthContext, input: { mfaToken: string; code: string; client: ClientInfo; dpopJkt?: string }): Promise<IssuedPair> {
   await checkIpLimit(ctx, input.client);
   const dead = () => new TesseraError('invalid_token', 'This sign-in step is over (expired, used or failed too often): sign in again.');
   if (!isAccountTokenShape(input.mfaToken)) throw dead();
@@ -118,7 +118,7 @@ export async function completeMfaLogin(ctx: AuthContext, input: { mfaToken: stri
   }
   refund();
   if (!(await ctx.store.secondFactors.consumeChallenge(tokenHash, now, MFA_MAX_FAILURES))) throw dead();
-  return openSession(ctx, user, input.client, ['pwd', 'otp']);
+  return openSession(ctx, user, input.client, ['pwd', 'otp'], input.dpopJkt);
 }
 
 /**

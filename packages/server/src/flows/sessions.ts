@@ -2,7 +2,8 @@ import { ACCESS_TOKEN_TYPE, TesseraError } from '@tessera/protocol';
 import { decodeProtectedHeader } from 'jose';
 import { checkPasswordPolicy, hashPassword, verifyPassword } from '../lib/passwords.js';
 import type { ClientInfo, SessionRecord } from '../store/records.js';
-import { type Authenticated, verifyAccessToken } from './authenticate.js';
+import { type AccessCredential, type Authenticated, checkBinding, verifyAccessToken } from './authenticate.js';
+import { requireProof } from './dpop_binding.js';
 import type { AuthContext } from './context.js';
 import { takePasswordAttempt } from './rate_limits.js';
 import { verifyRefreshToken } from './rotate_refresh_token.js';
@@ -11,15 +12,23 @@ import { verifyRefreshToken } from './rotate_refresh_token.js';
  * Ends the session of an access or refresh token. Idempotent: a token of a
  * session that already ended is fine, a forged or expired one is not.
  */
-export async function logout(ctx: AuthContext, input: { token: string; client: ClientInfo }): Promise<void> {
+export async function logout(ctx: AuthContext, input: { credential: AccessCredential; client: ClientInfo }): Promise<void> {
+  const { token } = input.credential;
   let typ: unknown;
   try {
-    typ = decodeProtectedHeader(input.token).typ;
+    typ = decodeProtectedHeader(token).typ;
   } catch {
     throw new TesseraError('invalid_token');
   }
-  const claims =
-    typ === ACCESS_TOKEN_TYPE ? await verifyAccessToken(ctx, input.token) : await verifyRefreshToken(ctx, input.token);
+  let claims: Awaited<ReturnType<typeof verifyAccessToken>> | Awaited<ReturnType<typeof verifyRefreshToken>>;
+  if (typ === ACCESS_TOKEN_TYPE) {
+    claims = await verifyAccessToken(ctx, token);
+    await checkBinding(ctx, claims, input.credential);
+  } else {
+    claims = await verifyRefreshToken(ctx, token);
+    // A refresh token comes as Bearer (or from the cookie); a bound one needs a proof by its key.
+    if (claims.cnf?.jkt !== undefined) await requireProof(ctx, input.credential.dpop, { jkt: claims.cnf.jkt, userId: claims.sub, sessionId: claims.sid, client: input.client });
+  }
   await ctx.store.sessions.revoke({
     sessionId: claims.sid,
     userId: claims.sub,

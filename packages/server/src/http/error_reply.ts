@@ -18,7 +18,10 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
     // Why a token was refused is for the operator (the cause names the failed check), not the client.
     request.log.info({ code: tessera.code, reason: causeMessage(tessera) }, 'token refused');
   }
-  if (TOKEN_CODES.has(tessera.code)) {
+  if (tessera.code === 'invalid_dpop_proof') {
+    // RFC 9449 §7.1: the DPoP challenge, with the algorithms proofs may use.
+    reply.header('www-authenticate', 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA"');
+  } else if (TOKEN_CODES.has(tessera.code)) {
     // RFC 6750 §3.1: every Bearer token failure is "invalid_token"; the body says which.
     reply.header('www-authenticate', 'Bearer error="invalid_token"');
   } else if (tessera.status === 401) {

@@ -1,5 +1,7 @@
 import { TesseraError } from '@tessera/protocol';
 import type { FastifyRequest } from 'fastify';
+import type { AccessCredential } from '../flows/authenticate.js';
+import type { DpopRequest } from '../flows/dpop_binding.js';
 import type { ClientInfo } from '../store/records.js';
 
 /** Where a request came from (IP respects `trustProxy`), bounded in size for the database. */
@@ -21,6 +23,37 @@ export function bearerToken(request: FastifyRequest): string | undefined {
     throw new TesseraError('invalid_token', 'The Authorization header must be "Bearer <token>".');
   }
   return parts[1];
+}
+
+/**
+ * The access token of `Authorization: Bearer <token>` or `Authorization: DPoP <token>`,
+ * with what a DPoP proof is checked against; `undefined` without the header.
+ */
+export function accessCredential(request: FastifyRequest, issuer: string): AccessCredential | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const parts = header.split(' ');
+  const scheme = parts[0]?.toLowerCase();
+  if (parts.length !== 2 || (scheme !== 'bearer' && scheme !== 'dpop') || parts[1]!.length === 0) {
+    throw new TesseraError('invalid_token', 'The Authorization header must be "Bearer <token>" or "DPoP <token>".');
+  }
+  return { token: parts[1]!, scheme, dpop: dpopRequest(request, issuer), client: clientInfo(request) };
+}
+
+/** Like `accessCredential`, but a missing header is `invalid_token`. */
+export function requireAccessCredential(request: FastifyRequest, issuer: string): AccessCredential {
+  const credential = accessCredential(request, issuer);
+  if (!credential) throw new TesseraError('invalid_token', 'An access token is required (Authorization: Bearer <token>, or DPoP <token> with a proof).');
+  return credential;
+}
+
+/**
+ * The request as a DPoP proof must name it: method, and the URL under the issuer (the
+ * address clients use, whatever proxy is in front). Two DPoP headers are an array: refused.
+ */
+export function dpopRequest(request: FastifyRequest, issuer: string): DpopRequest {
+  const path = request.url.split('?')[0]!;
+  return { proof: request.headers.dpop, method: request.method, url: `${new URL(issuer).origin}${path}` };
 }
 
 /** Like `bearerToken`, but a missing header is `invalid_token`. */

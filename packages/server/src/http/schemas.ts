@@ -47,7 +47,7 @@ export const SHARED_SCHEMAS = [
     properties: {
       access_token: { type: 'string' },
       refresh_token: { type: 'string' },
-      token_type: { type: 'string', enum: ['Bearer'] },
+      token_type: { type: 'string', enum: ['Bearer', 'DPoP'], description: 'DPoP when the pair is bound to the key of the proof sent with the login' },
       expires_in: { type: 'integer' },
       refresh_expires_in: { type: 'integer' },
       session_id: { type: 'string', format: 'uuid' },

@@ -12,7 +12,7 @@ import type { KeyRing } from './key_ring.js';
 /** Signs an access token (RFC 9068 `at+jwt`): who, which session, which roles. Nothing secret. */
 export async function signAccessToken(
   ring: KeyRing,
-  input: { issuer: string; audience: string; clientId: string; userId: string; username: string; roles: string[]; sessionId: string; amr?: readonly string[]; now: number; ttl: number; emailVerified?: boolean },
+  input: { issuer: string; audience: string; clientId: string; userId: string; username: string; roles: string[]; sessionId: string; amr?: readonly string[]; jkt?: string; now: number; ttl: number; emailVerified?: boolean },
 ): Promise<{ token: string; claims: AccessTokenClaims }> {
   const iat = Math.floor(input.now / 1000);
   const claims: AccessTokenClaims = {
@@ -28,6 +28,7 @@ export async function signAccessToken(
     client_id: input.clientId,
     ...(input.emailVerified === undefined ? {} : { email_verified: input.emailVerified }),
     ...(input.amr ? { amr: [...input.amr] } : {}),
+    ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
   };
   const token = await new SignJWT({ ...claims })
     .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: ACCESS_TOKEN_TYPE })
@@ -38,7 +39,7 @@ export async function signAccessToken(
 /** Signs a refresh token: ids only. Its audience is the issuer itself. */
 export async function signRefreshToken(
   ring: KeyRing,
-  input: { issuer: string; userId: string; sessionId: string; jti: string; issuedAt: Date; expiresAt: Date },
+  input: { issuer: string; userId: string; sessionId: string; jti: string; issuedAt: Date; expiresAt: Date; jkt?: string },
 ): Promise<string> {
   const claims: RefreshTokenClaims = {
     iss: input.issuer,
@@ -48,6 +49,7 @@ export async function signRefreshToken(
     iat: Math.floor(input.issuedAt.getTime() / 1000),
     jti: input.jti,
     sid: input.sessionId,
+    ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
   };
   return new SignJWT({ ...claims })
     .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: REFRESH_TOKEN_TYPE })

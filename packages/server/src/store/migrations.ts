@@ -264,6 +264,15 @@ CREATE INDEX webauthn_challenges_expires_at_idx ON webauthn_challenges (expires_
 ALTER TABLE sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{pwd}';
 `,
   },
+  {
+    version: 9,
+    name: 'sessions bound to a key (DPoP, RFC 9449)',
+    sql: `
+-- The RFC 7638 thumbprint of the key a session's tokens are bound to: every refresh
+-- needs a proof signed by it. NULL for bearer sessions.
+ALTER TABLE sessions ADD COLUMN dpop_jkt text;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

@@ -26,6 +26,8 @@ export interface SessionRecord {
   ip: string | null;
   /** How the session signed in (RFC 8176): `['pwd']`, `['pwd', 'otp']`, `['hwk']`. */
   amr: string[];
+  /** The thumbprint of the key the session is bound to (DPoP), or null for a bearer session. */
+  dpopJkt: string | null;
 }
 
 /** Why a session ended; the audit log and the revocation feed carry it. */
@@ -89,7 +91,8 @@ export type AuditEventName =
   | 'mfa.disabled'
   | 'mfa.failed'
   | 'passkey.added'
-  | 'passkey.removed';
+  | 'passkey.removed'
+  | 'dpop.rejected';
 
 /** One security event. Never a token, a hash or a password. */
 export interface AuditEntry {

@@ -28,6 +28,7 @@ export interface SessionRow {
   previous_hash: string | null;
   rotated_at: Date | null;
   amr?: string[] | string | null;
+  dpop_jkt?: string | null;
 }
 export interface KeyRow {
   kid: string;
@@ -87,6 +88,7 @@ export function toSession(r: SessionRow): SessionRecord {
     userAgent: r.user_agent,
     ip: r.ip,
     amr: parseTextArray(r.amr),
+    dpopJkt: r.dpop_jkt ?? null,
   };
 }
 

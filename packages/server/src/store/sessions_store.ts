@@ -57,13 +57,14 @@ export class SessionsStore {
    */
   async open(input: {
     /** `amr`: how the user signed in (RFC 8176), kept for every refreshed access token. Default `['pwd']`. */
-    session: { id: string; user: UserRecord; client: ClientInfo; amr?: readonly string[] };
+    session: { id: string; user: UserRecord; client: ClientInfo; amr?: readonly string[]; dpopJkt?: string };
     token: NewRefreshToken;
     single: boolean;
     now: Date;
   }): Promise<{ opened: true; revoked: string[] } | { opened: false }> {
     const { session, token, now } = input;
     const amr = [...(session.amr ?? ['pwd'])];
+    const jkt = session.dpopJkt ?? null;
     if (!input.single) {
       // One statement: lock the user row only if it is still the one whose password
       // was verified (enabled, same hash), then insert the session and the audit row.
@@ -71,12 +72,12 @@ export class SessionsStore {
       // re-checks the condition against the committed row, and then inserts nothing.
       const { rows } = await this.#db.query<{ id: string }>(
         `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2 FOR UPDATE),
-              s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr)
-                    SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5, $11 FROM u RETURNING id),
+              s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr, dpop_jkt)
+                    SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5, $11, $12 FROM u RETURNING id),
               audit AS (${INSERT_AUDIT}
                     SELECT $4, 'login.succeeded', $1, $10, s.id, $7, $6, 'success', NULL FROM s)
          SELECT id FROM s`,
-        [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username, amr],
+        [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username, amr, jkt],
       );
       if (rows.length === 0) return { opened: false };
       this.#writer.report({ event: 'login.succeeded', outcome: 'success', userId: session.user.id, username: session.user.username, sessionId: session.id, ...clientAudit(session.client), at: now });
@@ -96,9 +97,9 @@ export class SessionsStore {
       const revoked = await revoke('user_id = $1', [session.user.id], 'policy_single');
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'policy_single' });
       await tx.query(
-        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr)
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $4, $9)`,
-        [session.id, session.user.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, amr],
+        `INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr, dpop_jkt)
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $4, $9, $10)`,
+        [session.id, session.user.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, amr, jkt],
       );
       await log({ ...base, event: 'login.succeeded', outcome: 'success', sessionId: session.id });
       return { opened: true, revoked };

@@ -3,7 +3,7 @@ import { authenticate } from '../../flows/authenticate.js';
 import type { AuthContext } from '../../flows/context.js';
 import { setEmail, verifyEmail } from '../../flows/email_verification.js';
 import { requestPasswordReset, resetPassword } from '../../flows/password_reset.js';
-import { clientInfo, requireBearerToken } from '../request_context.js';
+import { clientInfo, requireAccessCredential } from '../request_context.js';
 import { bearerSecurity, errorResponses, TOKEN_ERRORS } from '../schemas.js';
 
 /** The one answer to "forgot password", whoever asked. */
@@ -83,7 +83,7 @@ export function accountRecoveryRoutes(app: FastifyInstance, ctx: AuthContext): v
       },
     },
     async (request, reply) => {
-      const caller = await authenticate(ctx, requireBearerToken(request));
+      const caller = await authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
       await setEmail(ctx, caller, { email: request.body.email, client: clientInfo(request) });
       return reply.code(202).send({ message: 'A verification link is on its way to that address; it works for 24 hours.' });
     },

@@ -3,12 +3,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Authenticated, authenticate } from '../../flows/authenticate.js';
 import type { AuthContext } from '../../flows/context.js';
 import { changePassword, listSessions, logoutAll, revokeOwnSession } from '../../flows/sessions.js';
-import { clientInfo, requireBearerToken } from '../request_context.js';
+import { clientInfo, requireAccessCredential } from '../request_context.js';
 import { bearerSecurity, errorResponses, TOKEN_ERRORS } from '../schemas.js';
 
 /** The signed-in user's own account: who am I, my sessions, my password, my security events. */
 export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
-  const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireBearerToken(request));
+  const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
 
   app.get(
     '/auth/me',
@@ -82,6 +82,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
                     user_agent: { type: ['string', 'null'] },
                     ip: { type: ['string', 'null'] },
                     current: { type: 'boolean' },
+                    dpop_bound: { type: 'boolean', description: 'whether the session is bound to a key (DPoP): its refresh token is worthless without that key' },
                   },
                   required: ['id', 'created_at', 'last_used_at', 'expires_at', 'user_agent', 'ip', 'current'],
                 },
@@ -105,6 +106,7 @@ export function accountRoutes(app: FastifyInstance, ctx: AuthContext): void {
           user_agent: s.userAgent,
           ip: s.ip,
           current: s.id === caller.session.id,
+          dpop_bound: s.dpopJkt !== null,
         })),
       };
     },

@@ -6,7 +6,7 @@ import { authenticate } from '../../flows/authenticate.js';
 import type { AuthContext } from '../../flows/context.js';
 import { issueResetLink } from '../../flows/password_reset.js';
 import { ADMIN_ROLE, describeUser, endSessions, listAuditEvents, listUsers, setDisabled, setRoles } from '../../flows/user_administration.js';
-import { clientInfo, requireBearerToken } from '../request_context.js';
+import { clientInfo, requireAccessCredential } from '../request_context.js';
 import { bearerSecurity, errorResponses, ISO_TIME_PATTERN, NO_NUL_PATTERN, TOKEN_ERRORS } from '../schemas.js';
 
 const ADMIN_ERRORS = [...TOKEN_ERRORS, 'forbidden', 'unavailable'] as const;
@@ -37,7 +37,7 @@ const SESSION = {
  */
 export function adminRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const admin = async (request: FastifyRequest): Promise<Actor & { kind: 'admin' }> => {
-    const caller = await authenticate(ctx, requireBearerToken(request));
+    const caller = await authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
     if (!caller.user.roles.includes(ADMIN_ROLE)) throw new TesseraError('forbidden');
     return { kind: 'admin', user: caller.user, client: clientInfo(request) };
   };

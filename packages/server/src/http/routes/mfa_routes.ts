@@ -5,7 +5,8 @@ import type { AuthContext } from '../../flows/context.js';
 import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { completeMfaLogin, confirmTotp, disableTotp, startTotpEnrolment } from '../../flows/second_factors.js';
 import { assertSameOrigin } from '../refresh_cookie.js';
-import { clientInfo, requireBearerToken } from '../request_context.js';
+import { bindingKey } from '../../flows/dpop_binding.js';
+import { clientInfo, dpopRequest, requireAccessCredential } from '../request_context.js';
 import { bearerSecurity, errorResponses, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 
@@ -13,7 +14,7 @@ const CODE = { type: 'string', minLength: 1, maxLength: 64, description: 'a 6-di
 
 /** TOTP enrolment and removal, and the login step that takes a code. */
 export function mfaRoutes(app: FastifyInstance, ctx: AuthContext): void {
-  const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireBearerToken(request));
+  const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
 
   app.post(
     '/auth/mfa/totp',
@@ -112,7 +113,7 @@ export function mfaRoutes(app: FastifyInstance, ctx: AuthContext): void {
         },
         response: {
           200: { $ref: 'TokenPair#' },
-          ...errorResponses('invalid_request', 'invalid_code', 'invalid_token', 'account_disabled', 'rate_limited', 'unavailable'),
+          ...errorResponses('invalid_request', 'invalid_code', 'invalid_token', 'account_disabled', 'invalid_dpop_proof', 'rate_limited', 'unavailable'),
         },
       },
     },
@@ -120,7 +121,9 @@ export function mfaRoutes(app: FastifyInstance, ctx: AuthContext): void {
       if (request.body.use_cookie) assertSameOrigin(request, ctx.issuer());
       let pair: IssuedPair;
       try {
-        pair = await completeMfaLogin(ctx, { mfaToken: request.body.mfa_token, code: request.body.code, client: clientInfo(request) });
+        const client = clientInfo(request);
+        const dpopJkt = await bindingKey(ctx, dpopRequest(request, ctx.issuer()), client);
+        pair = await completeMfaLogin(ctx, { mfaToken: request.body.mfa_token, code: request.body.code, client, ...(dpopJkt ? { dpopJkt } : {}) });
       } catch (error) {
         ctx.metrics.logins.inc({ outcome: error instanceof TesseraError ? error.code : 'error' });
         throw error;

@@ -2,11 +2,11 @@ import formbody from '@fastify/formbody';
 import { TesseraError } from '@tessera/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
-import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { rotateRefreshToken } from '../../flows/rotate_refresh_token.js';
 import { sendError, toTesseraError } from '../error_reply.js';
-import { assertSameOrigin, clearRefreshCookie, readRefreshCookie, setRefreshCookie } from '../refresh_cookie.js';
-import { bearerToken, clientInfo } from '../request_context.js';
+import { assertSameOrigin, clearRefreshCookie, readRefreshCookie } from '../refresh_cookie.js';
+import { sendPair } from '../token_pair_reply.js';
+import { bearerToken, clientInfo, dpopRequest } from '../request_context.js';
 import { errorResponses } from '../schemas.js';
 
 interface RefreshBody {
@@ -86,7 +86,7 @@ export function refreshRoute(app: FastifyInstance, ctx: AuthContext): void {
           security: [{ bearer: [] }, { refreshCookie: [] }, {}],
           response: withOAuthErrors({
             200: { $ref: 'TokenPair#' },
-            ...errorResponses('invalid_request', 'invalid_token', 'token_expired', 'token_revoked', 'token_reused', 'unavailable'),
+            ...errorResponses('invalid_request', 'invalid_token', 'token_expired', 'token_revoked', 'token_reused', 'invalid_dpop_proof', 'unavailable'),
           }),
         },
       },
@@ -101,11 +101,12 @@ export function refreshRoute(app: FastifyInstance, ctx: AuthContext): void {
           assertSameOrigin(request, issuer);
         }
         try {
-          const pair = await rotateRefreshToken(ctx, { refreshToken: token!, client: clientInfo(request) });
+          const pair = await rotateRefreshToken(ctx, { refreshToken: token!, client: clientInfo(request), dpop: dpopRequest(request, issuer) });
           return sendPair(reply, ctx, pair, fromCookie);
         } catch (error) {
           // A dead cookie is of no further use: drop it, so the browser stops sending it.
-          if (fromCookie && error instanceof TesseraError && error.status === 401) clearRefreshCookie(reply, issuer);
+          // A refused proof changes nothing, the cookie included: its owner may still use it.
+          if (fromCookie && error instanceof TesseraError && error.status === 401 && error.code !== 'invalid_dpop_proof') clearRefreshCookie(reply, issuer);
           throw error;
         }
       },
@@ -125,7 +126,7 @@ async function refreshGrant(ctx: AuthContext, request: FastifyRequest<{ Body: Re
   if (body.client_id !== undefined && body.client_id !== ctx.config.clientId) {
     return oauthReply(reply, 400, 'invalid_grant', 'The refresh token was not issued to this client.');
   }
-  const pair = await rotateRefreshToken(ctx, { refreshToken: body.refresh_token, client: clientInfo(request) });
+  const pair = await rotateRefreshToken(ctx, { refreshToken: body.refresh_token, client: clientInfo(request), dpop: dpopRequest(request, ctx.issuer()) });
   return reply.send(pair.body);
 }
 
@@ -162,14 +163,9 @@ function sendOAuthError(request: FastifyRequest, reply: FastifyReply, error: unk
     return oauthReply(reply, tessera.status, tessera.code === 'unavailable' ? 'temporarily_unavailable' : 'server_error', tessera.message);
   }
   if (tessera.code === 'invalid_request') return oauthReply(reply, 400, 'invalid_request', tessera.message);
+  // RFC 9449 §5: the token endpoint's own error for a missing or bad proof.
+  if (tessera.code === 'invalid_dpop_proof') return oauthReply(reply, 400, 'invalid_dpop_proof', tessera.message);
   // invalid_token, token_expired, token_revoked, token_reused: the grant itself is no good.
   return oauthReply(reply, 400, 'invalid_grant', tessera.message);
-}
-
-function sendPair(reply: FastifyReply, ctx: AuthContext, pair: IssuedPair, useCookie: boolean): FastifyReply {
-  if (!useCookie) return reply.send(pair.body);
-  const { refresh_token, ...body } = pair.body;
-  setRefreshCookie(reply, ctx.issuer(), refresh_token, body.refresh_expires_in);
-  return reply.send(body);
 }
 

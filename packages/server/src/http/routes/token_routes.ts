@@ -6,7 +6,8 @@ import { login } from '../../flows/login.js';
 import { registerUser } from '../../flows/register_user.js';
 import { logout } from '../../flows/sessions.js';
 import { assertSameOrigin, clearRefreshCookie, readRefreshCookie } from '../refresh_cookie.js';
-import { bearerToken, clientInfo } from '../request_context.js';
+import { bindingKey } from '../../flows/dpop_binding.js';
+import { accessCredential, clientInfo, dpopRequest } from '../request_context.js';
 import { errorResponses, nfkcUsername, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 import { refreshRoute } from './refresh_route.js';
@@ -69,7 +70,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
         response: {
           200: { $ref: 'TokenPair#' },
           401: {
-            description: 'invalid_credentials; or mfa_required, with the mfa_token for POST /auth/login/mfa',
+            description: 'invalid_credentials; invalid_dpop_proof (a DPoP header that is not a valid proof); or mfa_required, with the mfa_token for POST /auth/login/mfa',
             anyOf: [{ $ref: 'MfaRequired#' }, { $ref: 'ErrorBody#' }],
           },
           ...errorResponses('invalid_request', 'account_disabled', 'rate_limited', 'unavailable'),
@@ -81,7 +82,9 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
       if (request.body.use_cookie) assertSameOrigin(request, issuer);
       let pair: IssuedPair;
       try {
-        pair = await login(ctx, { username: request.body.username, password: request.body.password, client: clientInfo(request) });
+        const client = clientInfo(request);
+        const dpopJkt = await bindingKey(ctx, dpopRequest(request, issuer), client);
+        pair = await login(ctx, { username: request.body.username, password: request.body.password, client, ...(dpopJkt ? { dpopJkt } : {}) });
       } catch (error) {
         const code = error instanceof TesseraError ? error.code : 'error';
         ctx.metrics.logins.inc({ outcome: code });
@@ -107,14 +110,16 @@ export function tokenRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
     async (request, reply) => {
       const issuer = ctx.issuer();
-      let token = bearerToken(request);
-      if (token === undefined) {
-        token = readRefreshCookie(request, issuer);
+      let credential = accessCredential(request, issuer);
+      if (credential === undefined) {
+        const token = readRefreshCookie(request, issuer);
         if (token === undefined) throw new TesseraError('invalid_token', 'An access or refresh token is required.');
         assertSameOrigin(request, issuer);
+        credential = { token, scheme: 'bearer', dpop: dpopRequest(request, issuer), client: clientInfo(request) };
       }
+      // A bound session ends only with a proof by its key: a stolen token cannot log its owner out.
+      await logout(ctx, { credential, client: clientInfo(request) });
       clearRefreshCookie(reply, issuer);
-      await logout(ctx, { token, client: clientInfo(request) });
       return reply.code(204).send();
     },
   );
