@@ -5,16 +5,26 @@ import { accountLink, accountTokenHash, isAccountTokenShape, newAccountToken, VE
 import type { Authenticated } from './authenticate.js';
 import type { AuthContext } from './context.js';
 import { normalizeEmail } from './emails.js';
-import { requireMailer } from './password_reset.js';
+import { notifyOwner, requireMailer } from './password_reset.js';
+import { confirmPassword, signedInRecently } from './password_confirmation.js';
 import { checkIpLimit, takeMailAllowance } from './rate_limits.js';
 
 /**
- * Sets the caller's email, unverified, and mails a verification link to it. A
- * rate-limited account keeps the new address but gets no mail until later.
+ * Sets the caller's email, unverified, and mails a verification link to it. The
+ * address is what password resets go to, so whoever holds a session must not be able
+ * to move it quietly: `current_password` is required unless the session signed in
+ * within the last minutes and the account has no verified address yet, and the old
+ * verified address is told. A rate-limited account keeps the new address but gets no
+ * mail until later.
  */
-export async function setEmail(ctx: AuthContext, auth: Authenticated, input: { email: string; client: ClientInfo }): Promise<void> {
-  const mailer = requireMailer(ctx);
+export async function setEmail(ctx: AuthContext, auth: Authenticated, input: { email: string; currentPassword?: string; client: ClientInfo }): Promise<void> {
+  requireMailer(ctx);
+  await checkIpLimit(ctx, input.client);
   const email = normalizeEmail(input.email);
+  const previous = auth.user.emailVerifiedAt ? auth.user.email : null;
+  if (input.currentPassword !== undefined || previous !== null || !signedInRecently(ctx, auth)) {
+    await confirmPassword(ctx, auth, { password: input.currentPassword, client: input.client, event: 'email.changed' });
+  }
   const now = ctx.now();
   const { token, stored } = newAccountToken('email_verification', now, email);
   const user = await ctx.store.users.setEmail({
@@ -25,7 +35,10 @@ export async function setEmail(ctx: AuthContext, auth: Authenticated, input: { e
     audit: { ip: input.client.ip, userAgent: input.client.userAgent, sessionId: auth.session.id },
   });
   if (!user) throw new TesseraError('token_revoked');
-  if (await takeMailAllowance(ctx, input.client, user)) sendVerification(ctx, user, email, token);
+  if (previous !== null && previous.toLowerCase() !== email.toLowerCase()) {
+    notifyOwner(ctx, user, `The email address of your Tessera account was changed to ${email}; password reset links now go there.`, previous);
+  }
+  if (await takeMailAllowance(ctx, input.client, user, email)) sendVerification(ctx, user, email, token);
 }
 
 /** Mails the link that verifies `email` for `user` (sign-up with an email, or a new address). */

@@ -1,6 +1,6 @@
 import { TesseraError } from '@tessera/protocol';
 import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
-import { passwordResetMail } from '../mail/messages.js';
+import { passwordResetMail, securityNoticeMail } from '../mail/messages.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { UserRef } from '../store/users_store.js';
@@ -35,7 +35,13 @@ export async function requestPasswordReset(ctx: AuthContext, input: { username?:
     ]);
     return;
   }
-  if (!(await takeMailAllowance(ctx, input.client, user))) return;
+  if (!(await takeMailAllowance(ctx, input.client, user, user.email))) {
+    // The same database work as every other path: one audited write.
+    await ctx.store.audit.append(now, [
+      { ...audit, event: 'password.reset_requested', outcome: 'failure', userId: user.id, username: user.username, reason: 'mail limit' },
+    ]);
+    return;
+  }
   const { token, stored } = newAccountToken('password_reset', now.getTime());
   await ctx.store.accountTokens.issueReset({ userId: user.id, username: user.username, token: stored, now, audit });
   mailer.send(
@@ -53,6 +59,8 @@ export async function requestPasswordReset(ctx: AuthContext, input: { username?:
 export async function issueResetLink(ctx: AccountsContext, input: { user: UserRef; actor: Actor }): Promise<{ user: UserRecord; resetUrl: string; mailed: boolean }> {
   const user = await ctx.store.users.find(input.user);
   if (!user) throw new TesseraError('not_found', 'username' in input.user ? `No user "${input.user.username}".` : 'No such user.');
+  // The link could not be used (a disabled account cannot reset its password): say so now.
+  if (user.disabledAt) throw new TesseraError('invalid_request', 'This account is disabled: enable it first.');
   const now = new Date(ctx.now());
   const { token, stored } = newAccountToken('password_reset', now.getTime());
   await ctx.store.accountTokens.issueReset({
@@ -85,6 +93,13 @@ export async function resetPassword(ctx: AuthContext, input: { token: string; ne
   const passwordHash = await hashPassword(input.newPassword);
   const redeemed = await ctx.store.accountTokens.redeemReset({ tokenHash: accountTokenHash(input.token), passwordHash, now: new Date(ctx.now()), client: input.client });
   if (!redeemed) throw new TesseraError('invalid_reset_token');
+  notifyOwner(ctx, redeemed.user, 'The password of your Tessera account was reset with a link mailed to this address, and every session was signed out.');
+}
+
+/** Tells the account's verified address about a change that could be someone else's doing. */
+export function notifyOwner(ctx: AccountsContext, user: UserRecord, what: string, address = user.emailVerifiedAt ? user.email : null): void {
+  if (!ctx.mailer || !address) return;
+  ctx.mailer.send(address, securityNoticeMail({ username: user.username, what }), { kind: 'security_notice', userId: user.id });
 }
 
 async function findAccount(ctx: AuthContext, input: { username?: string; email?: string }): Promise<UserRecord | null> {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { TesseraError } from '@tessera/protocol';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { AuthContext } from './context.js';
@@ -92,17 +93,20 @@ async function refuse(
 }
 
 /**
- * Counts one account mail (a reset or a verification link) against the account.
- * Over the limit, the mail is not sent and the caller is told nothing different:
- * returns false, with one `rate_limited` audit row per window.
+ * Counts one account mail (a reset or a verification link) against the account and
+ * against the address it goes to (sign-ups with someone else's address must not
+ * turn the server into a mail cannon). Over either limit, the mail is not sent and
+ * the caller is told nothing different: returns false, with one `rate_limited`
+ * audit row per window.
  */
-export async function takeMailAllowance(ctx: AuthContext, client: ClientInfo, user: UserRecord): Promise<boolean> {
-  const key = `mail:${user.id}`;
-  const wait = await ctx.limits.mail.consume(key, ctx.now());
-  if (wait === 0) return true;
+export async function takeMailAllowance(ctx: AuthContext, client: ClientInfo, user: UserRecord, address: string): Promise<boolean> {
+  const now = ctx.now();
+  const recipient = `mail-to:${createHash('sha256').update(address.toLowerCase()).digest('base64url')}`;
+  const waits = [await ctx.limits.mail.consume(`mail:${user.id}`, now), await ctx.limits.mail.consume(recipient, now)];
+  if (waits.every((wait) => wait === 0)) return true;
   ctx.metrics.rateLimited.inc({ scope: 'user' });
-  if (ctx.limits.reported(key, ctx.now())) {
-    await ctx.store.audit.append(new Date(ctx.now()), [
+  if (ctx.limits.reported(`mail:${user.id}`, now)) {
+    await ctx.store.audit.append(new Date(now), [
       { event: 'rate_limited', outcome: 'failure', userId: user.id, username: user.username, ip: client.ip, userAgent: client.userAgent, reason: 'mail limit' },
     ]);
   }

@@ -8,7 +8,7 @@ import type { AccountsContext, AuthContext } from './context.js';
 import { sendVerification } from './email_verification.js';
 import { normalizeEmail } from './emails.js';
 import { requireMailer } from './password_reset.js';
-import { checkIpLimit } from './rate_limits.js';
+import { checkIpLimit, takeMailAllowance } from './rate_limits.js';
 import { normalizeUsername, usernameSkeleton } from './usernames.js';
 
 export { normalizeUsername } from './usernames.js';
@@ -27,7 +27,7 @@ export async function registerUser(
   const email = normalizeEmail(input.email);
   const { token, stored } = newAccountToken('email_verification', ctx.now(), email);
   const user = await createUser(ctx, { username, password: input.password, roles: [], email, verification: stored, audit: { ip: input.client.ip, userAgent: input.client.userAgent } });
-  sendVerification(ctx, user, email, token);
+  if (await takeMailAllowance(ctx, input.client, user, email)) sendVerification(ctx, user, email, token);
   return user;
 }
 

@@ -1,11 +1,11 @@
 import { ACCESS_TOKEN_TYPE, TesseraError } from '@tessera/protocol';
 import { decodeProtectedHeader } from 'jose';
-import { checkPasswordPolicy, hashPassword, verifyPassword } from '../lib/passwords.js';
+import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
 import type { ClientInfo, SessionRecord } from '../store/records.js';
 import { type AccessCredential, type Authenticated, checkBinding, verifyAccessToken } from './authenticate.js';
 import { requireProof } from './dpop_binding.js';
 import type { AuthContext } from './context.js';
-import { takePasswordAttempt } from './rate_limits.js';
+import { confirmPassword } from './password_confirmation.js';
 import { verifyRefreshToken } from './rotate_refresh_token.js';
 
 /**
@@ -75,28 +75,13 @@ export async function changePassword(
   input: { currentPassword: string; newPassword: string; client: ClientInfo },
 ): Promise<void> {
   checkPasswordPolicy(input.newPassword);
-  // A stolen access token must not become a password oracle: failures count like failed logins.
-  const refund = await takePasswordAttempt(ctx, input.client, auth.user, auth.user.username);
-  if (!(await verifyPassword(auth.user.passwordHash, input.currentPassword))) {
-    await ctx.store.audit.append(new Date(ctx.now()), [
-      {
-        event: 'password.change_failed',
-        outcome: 'failure',
-        userId: auth.user.id,
-        username: auth.user.username,
-        sessionId: auth.session.id,
-        ip: input.client.ip,
-        userAgent: input.client.userAgent,
-        reason: 'wrong_current_password',
-      },
-    ]);
-    throw new TesseraError('invalid_credentials');
-  }
-  refund();
+  await confirmPassword(ctx, auth, { password: input.currentPassword, client: input.client, event: 'password.change_failed' });
   await ctx.store.users.changePassword({
     userId: auth.user.id,
     username: auth.user.username,
     passwordHash: await hashPassword(input.newPassword),
+    // Changed only if nothing (a reset, an operator) changed it since we checked it.
+    expectedHash: auth.user.passwordHash,
     keepSessionId: auth.session.id,
     now: new Date(ctx.now()),
     client: input.client,

@@ -1,7 +1,7 @@
 import { TesseraError } from '@tessera/protocol';
 import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
 import type { AuditEventName, AuditRecord, SessionRecord, UserRecord, UserSummary } from '../store/records.js';
-import type { UserRef } from '../store/users_store.js';
+import type { AdminGuard, UserRef } from '../store/users_store.js';
 import { type Actor, actorAudit } from './actors.js';
 import type { AccountsContext } from './context.js';
 import { createUser } from './register_user.js';
@@ -14,6 +14,11 @@ import { normalizeUsername } from './usernames.js';
 
 /** The role that opens the admin API. */
 export const ADMIN_ROLE = 'admin';
+
+/** Admins act only while they are admins, and never leave the service without one; operators are not held to it (the CLI is the way back in). */
+function adminGuard(actor: Actor): AdminGuard | undefined {
+  return actor.kind === 'admin' ? { actorId: actor.user.id, role: ADMIN_ROLE } : undefined;
+}
 
 const ROLE_PATTERN = /^[a-z][a-z0-9_.:-]{0,63}$/i;
 const MAX_ROLES = 32;
@@ -64,9 +69,10 @@ export async function describeUser(ctx: AccountsContext, ref: UserRef): Promise<
 
 /**
  * Replaces a user's roles; tokens carry them from the next refresh. An admin cannot
- * take the admin role from themselves: the check runs on the locked row, so the last
- * admin can never be demoted through the API (each admin can only demote others).
- * Operators can (the CLI is the way back in).
+ * take the admin role from themselves, acts only while still an admin (checked under
+ * a lock that serialises admin changes, so two admins demoting each other cannot both
+ * win), and cannot leave the service without an enabled admin. Operators can (the
+ * CLI is the way back in).
  */
 export async function setRoles(ctx: AccountsContext, input: { user: UserRef; roles: readonly unknown[]; actor: Actor }): Promise<UserRecord> {
   const roles = checkRoles(input.roles);
@@ -75,6 +81,7 @@ export async function setRoles(ctx: AccountsContext, input: { user: UserRef; rol
     roles,
     now: new Date(ctx.now()),
     audit: actorAudit(input.actor),
+    admin: adminGuard(input.actor),
     guard: (target) => {
       if (input.actor.kind === 'admin' && target.id === input.actor.user.id && !roles.includes(ADMIN_ROLE)) {
         throw new TesseraError('invalid_request', 'You cannot remove your own admin role; ask another admin.');
@@ -91,7 +98,13 @@ export async function setDisabled(ctx: AccountsContext, input: { user: UserRef; 
     const target = await ctx.store.users.find(input.user);
     if (target?.id === input.actor.user.id) throw new TesseraError('invalid_request', 'You cannot disable your own account.');
   }
-  const result = await ctx.store.users.setDisabled({ user: input.user, disabled: input.disabled, now: new Date(ctx.now()), audit: actorAudit(input.actor) });
+  const result = await ctx.store.users.setDisabled({
+    user: input.user,
+    disabled: input.disabled,
+    now: new Date(ctx.now()),
+    audit: actorAudit(input.actor),
+    admin: adminGuard(input.actor),
+  });
   if (!result) throw notFound(input.user);
   return result;
 }
@@ -118,7 +131,11 @@ export async function setPassword(ctx: AccountsContext, input: { user: UserRef; 
 }
 
 export async function removeUser(ctx: AccountsContext, input: { user: UserRef; actor: Actor }): Promise<{ user: UserRecord; revoked: string[] }> {
-  const result = await ctx.store.users.remove({ user: input.user, now: new Date(ctx.now()), audit: actorAudit(input.actor) });
+  if (input.actor.kind === 'admin') {
+    const target = await ctx.store.users.find(input.user);
+    if (target?.id === input.actor.user.id) throw new TesseraError('invalid_request', 'You cannot remove your own account.');
+  }
+  const result = await ctx.store.users.remove({ user: input.user, now: new Date(ctx.now()), audit: actorAudit(input.actor), admin: adminGuard(input.actor) });
   if (!result) throw notFound(input.user);
   return result;
 }
@@ -129,7 +146,10 @@ export async function listAuditEvents(
   input: { username?: string; event?: string; since?: string | Date; limit?: number; before?: string },
 ): Promise<{ events: AuditRecord[]; next: string | null }> {
   const since = input.since === undefined ? undefined : new Date(input.since);
-  if (since && Number.isNaN(since.getTime())) throw new TesseraError('invalid_request', 'since must be an ISO time like 2026-01-31T12:00:00Z.');
+  // PostgreSQL and JavaScript disagree about years before 1 and after 9999: refuse them rather than fail.
+  if (since && (Number.isNaN(since.getTime()) || since.getUTCFullYear() < 1970 || since.getUTCFullYear() > 9999)) {
+    throw new TesseraError('invalid_request', 'since must be an ISO time like 2026-01-31T12:00:00Z, from 1970 on.');
+  }
   const limit = input.limit ?? 50;
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new TesseraError('invalid_request', 'limit must be 1..10000.');
   if (input.before !== undefined && !/^[0-9]{1,18}$/.test(input.before)) throw new TesseraError('invalid_request', 'before must be the `next` of the previous page.');

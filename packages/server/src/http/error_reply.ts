@@ -40,6 +40,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
 export function toTesseraError(error: unknown): TesseraError {
   if (error instanceof TesseraError) return error;
   if (isDatabaseDown(error)) return new TesseraError('unavailable', undefined, { retryAfter: 5 });
+  // A deadlock or serialization failure rolled the transaction back: nothing changed, and a retry will do.
+  if (isTransientConflict(error)) return new TesseraError('unavailable', undefined, { retryAfter: 1, cause: error });
   const fastifyError = error as { statusCode?: number; code?: string; validation?: unknown; message?: string };
   const status = fastifyError.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -65,6 +67,11 @@ export function toTesseraError(error: unknown): TesseraError {
 const ERROR_FALLBACK = 'The request is malformed.';
 
 /** Connection-level failures of either driver: the database is not answering. */
+function isTransientConflict(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return code === '40P01' || code === '40001';
+}
+
 function isDatabaseDown(error: unknown): boolean {
   if (error instanceof DatabaseUnavailableError) return true;
   return typeof error === 'object' && error !== null && isConnectionFailure((error as { code?: unknown }).code);

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { MailContent } from './messages.js';
 
 /** What a message is for: a label in logs and metrics, never its content. */
-export type MailKind = 'password_reset' | 'email_verification';
+export type MailKind = 'password_reset' | 'email_verification' | 'security_notice';
 
 /** Account mail, sent in the background so that no request waits for an SMTP server. */
 export interface Mailer {

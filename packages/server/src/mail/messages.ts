@@ -42,6 +42,31 @@ export function emailVerificationMail(input: { username: string; url: string; va
   });
 }
 
+/**
+ * A notice without a link, sent to the account's verified address after something that
+ * could be a takeover (a password reset, the address changed): the owner learns of it
+ * even when the change was not theirs.
+ *
+ * @example
+ * const mail = securityNoticeMail({ username: 'ada', what: 'The password of your Tessera account was reset.' });
+ * mailer.send(user.email, mail, { kind: 'security_notice', userId: user.id });
+ */
+export function securityNoticeMail(input: { username: string; what: string }): MailContent {
+  const greeting = `Hello ${input.username.replace(/\p{Cc}/gu, '')},`;
+  const after = 'If this was you, there is nothing to do. If it was not, reset your password now and tell whoever runs this service.';
+  const text = [greeting, input.what, after].join('\n\n');
+  const html = [
+    '<!doctype html>',
+    '<html lang="en">',
+    '<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>',
+    '<body style="font-family: sans-serif; line-height: 1.5">',
+    ...[greeting, input.what, after].map((line) => `<p>${escapeHtml(line)}</p>`),
+    '</body>',
+    '</html>',
+  ].join('\n');
+  return { subject: 'Security notice for your Tessera account', text: `${text}\n`, html: `${html}\n` };
+}
+
 function compose(parts: { subject: string; username: string; url: string; before: string; after: string[] }): MailContent {
   // Control characters dropped: a username never starts a line of its own in the text body.
   const greeting = `Hello ${parts.username.replace(/\p{Cc}/gu, '')},`;

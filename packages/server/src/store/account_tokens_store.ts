@@ -1,4 +1,4 @@
-import type { Database } from './database.js';
+import type { Database, Queryable } from './database.js';
 import type { ClientInfo, NewAccountToken, UserRecord } from './records.js';
 import { toUser, type UserRow } from './rows.js';
 import { type AuditBase, insertAccountToken, voidResetTokens } from './users_store.js';
@@ -33,11 +33,15 @@ export class AccountTokensStore {
    */
   async redeemReset(input: { tokenHash: string; passwordHash: string; now: Date; client: ClientInfo }): Promise<{ user: UserRecord; revoked: string[] } | null> {
     return this.#writer.write(input.now, async (tx, log, revoke) => {
+      // The user's row first, as every change of a user takes it: the token row second
+      // (a password change voids tokens in that order too), so the two never deadlock.
+      const owner = await lockTokenOwner(tx, input.tokenHash);
+      if (!owner || owner.disabled_at !== null) return null;
       const used = await tx.query<{ user_id: string }>(
         `UPDATE account_tokens SET used_at = $2
-          WHERE token_hash = $1 AND purpose = 'password_reset' AND used_at IS NULL AND expires_at > $2
+          WHERE token_hash = $1 AND purpose = 'password_reset' AND used_at IS NULL AND expires_at > $2 AND user_id = $3
           RETURNING user_id`,
-        [input.tokenHash, input.now],
+        [input.tokenHash, input.now, owner.id],
       );
       const userId = used.rows[0]?.user_id;
       if (!userId) return null;
@@ -59,13 +63,15 @@ export class AccountTokensStore {
    */
   async redeemVerification(input: { tokenHash: string; now: Date; client: ClientInfo }): Promise<UserRecord | null> {
     return this.#writer.write(input.now, async (tx, log) => {
+      const owner = await lockTokenOwner(tx, input.tokenHash);
+      if (!owner) return null;
       const used = await tx.query<{ user_id: string }>(
         `UPDATE account_tokens t SET used_at = $2
            FROM users u
           WHERE t.token_hash = $1 AND t.purpose = 'email_verification' AND t.used_at IS NULL AND t.expires_at > $2
-            AND u.id = t.user_id AND lower(u.email) = lower(t.email)
+            AND u.id = t.user_id AND u.id = $3 AND lower(u.email) = lower(t.email)
           RETURNING t.user_id`,
-        [input.tokenHash, input.now],
+        [input.tokenHash, input.now, owner.id],
       );
       const userId = used.rows[0]?.user_id;
       if (!userId) return null;
@@ -92,4 +98,13 @@ export class AccountTokensStore {
     }
     return total;
   }
+}
+
+/** Locks (and returns) the user a token belongs to, before the token itself is touched. */
+async function lockTokenOwner(tx: Queryable, tokenHash: string): Promise<{ id: string; disabled_at: Date | null } | null> {
+  const { rows } = await tx.query<{ id: string; disabled_at: Date | null }>(
+    'SELECT u.id, u.disabled_at FROM users u JOIN account_tokens t ON t.user_id = u.id WHERE t.token_hash = $1 FOR UPDATE OF u',
+    [tokenHash],
+  );
+  return rows[0] ?? null;
 }

@@ -17,13 +17,14 @@ import { type NewRefreshToken, Store } from './store.js';
 function storeSuite(driver: string, open: () => Promise<Database>) {
   describe(`Store on ${driver}`, () => {
     let store: Store;
+    let db: Database;
     const audited: AuditEntry[] = [];
     const t0 = new Date(Date.UTC(2030, 0, 1));
     const at = (seconds: number) => new Date(t0.getTime() + seconds * 1000);
     const client = { ip: '203.0.113.7', userAgent: 'store-test' };
 
     before(async () => {
-      const db = await open();
+      db = await open();
       await migrate(db);
       store = new Store(db, (entry) => audited.push(entry));
     });
@@ -158,12 +159,56 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: stranger.id, reason: 'logout', now: at(1), audit: {} }), false);
       assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(1), audit: {} }), true);
       assert.equal(await store.sessions.revoke({ sessionId: a.id, userId: user.id, reason: 'logout', now: at(2), audit: {} }), false, 'already over');
-      const { revoked } = await store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: c.id, now: at(3), client });
+      const { revoked } = await store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', expectedHash: user.passwordHash, keepSessionId: c.id, now: at(3), client });
       assert.deepEqual(revoked, [b.id]);
       assert.deepEqual((await store.sessions.listActive(user.id, at(4))).map((s) => s.id), [c.id]);
       assert.equal((await store.users.findById(user.id))?.passwordHash, 'new-hash');
       assert.deepEqual(await store.sessions.revokeAllOfUser({ userId: user.id, reason: 'logout_all', now: at(5), audit: {} }), [c.id]);
       assert.deepEqual(await store.sessions.listActive(user.id, at(6)), []);
+    });
+
+    test('a password change loses to a reset or an operator that got there first, and to the end of its own session', async () => {
+      const user = await newUser();
+      const mine = await newSession(user);
+      await store.users.setPassword({ user: { id: user.id }, passwordHash: 'reset-hash', now: at(1), audit: {} });
+      await assert.rejects(
+        store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'late-hash', expectedHash: user.passwordHash, keepSessionId: mine.id, now: at(2), client }),
+        (error: unknown) => error instanceof TesseraError && error.code === 'invalid_credentials',
+      );
+      assert.equal((await store.users.findById(user.id))?.passwordHash, 'reset-hash', 'the reset stands');
+      await assert.rejects(
+        store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'late-hash', expectedHash: 'reset-hash', keepSessionId: mine.id, now: at(3), client }),
+        (error: unknown) => error instanceof TesseraError && error.code === 'token_revoked',
+        'the reset ended the session that asked',
+      );
+      assert.equal((await store.users.findById(user.id))?.passwordHash, 'reset-hash', 'nothing changed');
+    });
+
+    test('admin changes: two admins demoting each other at once cannot both win, and the last enabled admin stays', async () => {
+      const a = await newUser();
+      const b = await newUser();
+      for (const u of [a, b]) await store.users.setRoles({ user: { id: u.id }, roles: ['admin'], now: at(1), audit: {} });
+      // Every other admin out of the way, so that a and b are the only ones.
+      await db.query(`UPDATE users SET roles = array_remove(roles, 'admin') WHERE id <> ALL($1::uuid[])`, [[a.id, b.id]]);
+      const results = await Promise.allSettled([
+        store.users.setRoles({ user: { id: b.id }, roles: [], now: at(2), audit: {}, admin: { actorId: a.id, role: 'admin' } }),
+        store.users.setRoles({ user: { id: a.id }, roles: [], now: at(2), audit: {}, admin: { actorId: b.id, role: 'admin' } }),
+      ]);
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, JSON.stringify(results.map((r) => r.status)));
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.equal((refused.reason as TesseraError).code, 'forbidden', 'the loser is no admin any more when its turn comes');
+      const left = await db.query<{ id: string }>(`SELECT id FROM users WHERE 'admin' = ANY(roles) AND disabled_at IS NULL`);
+      assert.equal(left.rows.length, 1);
+      const last = left.rows[0]!.id;
+      for (const change of [
+        () => store.users.setDisabled({ user: { id: last }, disabled: true, now: at(3), audit: {}, admin: { actorId: last, role: 'admin' } }),
+        () => store.users.setRoles({ user: { id: last }, roles: ['reader'], now: at(3), audit: {}, admin: { actorId: last, role: 'admin' } }),
+        () => store.users.remove({ user: { id: last }, now: at(3), audit: {}, admin: { actorId: last, role: 'admin' } }),
+      ]) {
+        await assert.rejects(change(), (error: unknown) => error instanceof TesseraError && error.code === 'invalid_request');
+      }
+      assert.ok(await store.users.findById(last), 'still there, still an admin');
+      assert.equal((await db.query(`SELECT 1 FROM users WHERE id = $1 AND 'admin' = ANY(roles) AND disabled_at IS NULL`, [last])).rows.length, 1);
     });
 
     test('single-session policy ends the other sessions in the login transaction', async () => {
@@ -216,7 +261,7 @@ describe('a login that raced a password change gets no session', () => {
       const now = new Date();
       const client = { ip: null, userAgent: null };
       const user = await store.users.create({ id: randomUUID(), username: 'racer', skeleton: 'racer', passwordHash: 'old-hash', roles: [], now }, client);
-      await store.users.changePassword({ userId: user.id, username: user.username, passwordHash: 'new-hash', keepSessionId: randomUUID(), now, client });
+      await store.users.setPassword({ user: { id: user.id }, passwordHash: 'new-hash', now, audit: client });
       const stale = await store.sessions.open({
         session: { id: randomUUID(), user, client },
         token: { jtiHash: randomUUID(), issuedAt: now, expiresAt: new Date(now.getTime() + 60_000) },

@@ -14,6 +14,16 @@ export type UserRef = { id: string } | { username: string };
 /** Who acts and from where, for the audit rows of a change. */
 export type AuditBase = Omit<AuditEntry, 'event' | 'outcome'>;
 
+/**
+ * A change made by an admin through the API: it runs only while the admin still
+ * holds `role` and is enabled (checked under a lock that serialises admin changes),
+ * and never leaves the service without an enabled holder of `role`.
+ */
+export interface AdminGuard {
+  actorId: string;
+  role: string;
+}
+
 /** Users: accounts, passwords, email, roles and their state. */
 export class UsersStore {
   readonly #db: Database;
@@ -84,23 +94,34 @@ export class UsersStore {
     return 'id' in ref ? this.findById(ref.id) : this.findByUsername(ref.username);
   }
 
-  /** Sets a new password hash and ends every other session of the user. */
+  /**
+   * Sets a new password hash and ends every other session of the user. Refuses
+   * (`invalid_credentials`, nothing changed) when the stored hash is no longer
+   * `expectedHash` (a reset or an operator got there first), and `token_revoked`
+   * when the caller's own session ended meanwhile (a reset ends them all).
+   */
   async changePassword(input: {
     userId: string;
     username: string;
     passwordHash: string;
+    expectedHash: string;
     keepSessionId: string;
     now: Date;
     client: ClientInfo;
   }): Promise<{ revoked: string[] }> {
     return this.#writer.write(input.now, async (tx, log, revoke) => {
-      // The UPDATE takes the user's row lock, which logins in flight also take: a
-      // session opened before this commits is seen by the revocation below.
-      await tx.query('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1', [
+      // The UPDATE takes the user's row lock first (as every change of a user does),
+      // which logins in flight also take: a session opened before this commits is
+      // seen by the revocation below.
+      const changed = await tx.query('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 AND password_hash = $4', [
         input.userId,
         input.passwordHash,
         input.now,
+        input.expectedHash,
       ]);
+      if (changed.rowCount === 0) throw new TesseraError('invalid_credentials');
+      const kept = await tx.query('SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL', [input.keepSessionId]);
+      if (kept.rowCount === 0) throw new TesseraError('token_revoked');
       await voidResetTokens(tx, input.userId, input.now);
       const base = { userId: input.userId, username: input.username, ...clientAudit(input.client) };
       await log({ ...base, event: 'password.changed', outcome: 'success', sessionId: input.keepSessionId });
@@ -136,23 +157,35 @@ export class UsersStore {
    * Disables or enables a user. Disabling ends every session of the user in the
    * same transaction. Returns the ended session ids, or null when there is no such user.
    */
-  async setDisabled(input: { user: UserRef; disabled: boolean; now: Date; audit: AuditBase }): Promise<{ user: UserRecord; revoked: string[] } | null> {
+  async setDisabled(input: {
+    user: UserRef;
+    disabled: boolean;
+    now: Date;
+    audit: AuditBase;
+    admin?: AdminGuard;
+  }): Promise<{ user: UserRecord; revoked: string[]; changed: boolean } | null> {
     return this.#writer.write(input.now, async (tx, log, revoke) => {
-      const { rows } = await tx.query<UserRow>(
-        `UPDATE users SET disabled_at = ${input.disabled ? 'coalesce(disabled_at, $2)' : 'NULL'}, updated_at = $2
-         WHERE ${refWhere(input.user)} RETURNING *`,
-        [refValue(input.user), input.now],
-      );
-      if (!rows[0]) return null;
-      const user = toUser(rows[0]);
+      if (input.admin) await lockAdminChange(tx, input.admin);
+      const found = await tx.query<UserRow>(`SELECT * FROM users WHERE ${refWhere(input.user)} FOR UPDATE`, [refValue(input.user)]);
+      if (!found.rows[0]) return null;
+      const before = toUser(found.rows[0]);
+      if ((before.disabledAt !== null) === input.disabled) return { user: before, revoked: [], changed: false };
+      const { rows } = await tx.query<UserRow>(`UPDATE users SET disabled_at = ${input.disabled ? '$2' : 'NULL'}, updated_at = $2 WHERE id = $1 RETURNING *`, [
+        before.id,
+        input.now,
+      ]);
+      const user = toUser(rows[0]!);
+      if (input.admin) await ensureAdminLeft(tx, input.admin);
       const base = { ...input.audit, userId: user.id, username: user.username };
       await log({ ...base, event: input.disabled ? 'user.disabled' : 'user.enabled', outcome: 'success' });
       let revoked: string[] = [];
       if (input.disabled) {
+        // A disabled account cannot be taken back through a link mailed before.
+        await voidResetTokens(tx, user.id, input.now);
         revoked = await revoke('user_id = $1', [user.id], 'user_disabled');
         for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_disabled' });
       }
-      return { user, revoked };
+      return { user, revoked, changed: true };
     });
   }
 
@@ -161,13 +194,22 @@ export class UsersStore {
    * on the locked row before the change and may refuse it by throwing. Null when
    * there is no such user.
    */
-  async setRoles(input: { user: UserRef; roles: string[]; now: Date; audit: AuditBase; guard?: (user: UserRecord) => void }): Promise<UserRecord | null> {
+  async setRoles(input: {
+    user: UserRef;
+    roles: string[];
+    now: Date;
+    audit: AuditBase;
+    guard?: (user: UserRecord) => void;
+    admin?: AdminGuard;
+  }): Promise<UserRecord | null> {
     return this.#writer.write(input.now, async (tx, log) => {
+      if (input.admin) await lockAdminChange(tx, input.admin);
       const found = await tx.query<UserRow>(`SELECT * FROM users WHERE ${refWhere(input.user)} FOR UPDATE`, [refValue(input.user)]);
       if (!found.rows[0]) return null;
       input.guard?.(toUser(found.rows[0]));
       const { rows } = await tx.query<UserRow>('UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING *', [found.rows[0].id, input.roles, input.now]);
       const user = toUser(rows[0]!);
+      if (input.admin) await ensureAdminLeft(tx, input.admin);
       await log({ ...input.audit, event: 'user.roles_changed', outcome: 'success', userId: user.id, username: user.username, reason: `roles: ${user.roles.join(', ') || '(none)'}` });
       return user;
     });
@@ -188,10 +230,8 @@ export class UsersStore {
         );
         if (!rows[0]) return null;
         const user = toUser(rows[0]);
-        await tx.query(
-          `UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'email_verification' AND used_at IS NULL`,
-          [user.id, input.now],
-        );
+        // Links mailed to an earlier address, verification and reset alike, stop working.
+        await tx.query(`UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL`, [user.id, input.now]);
         await insertAccountToken(tx, user.id, input.verification, input.now);
         await log({ ...input.audit, event: 'email.changed', outcome: 'success', userId: user.id, username: user.username });
         return user;
@@ -202,8 +242,9 @@ export class UsersStore {
   }
 
   /** Removes a user; its sessions end (and stay, revoked, for the feed). Null when there is no such user. */
-  async remove(input: { user: UserRef; now: Date; audit: AuditBase }): Promise<{ user: UserRecord; revoked: string[] } | null> {
+  async remove(input: { user: UserRef; now: Date; audit: AuditBase; admin?: AdminGuard }): Promise<{ user: UserRecord; revoked: string[] } | null> {
     return this.#writer.write(input.now, async (tx, log, revoke) => {
+      if (input.admin) await lockAdminChange(tx, input.admin);
       const found = await tx.query<UserRow>(`SELECT * FROM users WHERE ${refWhere(input.user)} FOR UPDATE`, [refValue(input.user)]);
       if (!found.rows[0]) return null;
       const user = toUser(found.rows[0]);
@@ -211,6 +252,7 @@ export class UsersStore {
       const revoked = await revoke('user_id = $1', [user.id], 'user_removed');
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_removed' });
       await tx.query('DELETE FROM users WHERE id = $1', [user.id]);
+      if (input.admin) await ensureAdminLeft(tx, input.admin);
       await log({ ...base, event: 'user.removed', outcome: 'success' });
       return { user, revoked };
     });
@@ -277,6 +319,21 @@ export async function insertAccountToken(tx: Queryable, userId: string, token: N
     'INSERT INTO account_tokens (token_hash, user_id, purpose, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)',
     [token.tokenHash, userId, token.purpose, token.email ?? null, now, token.expiresAt],
   );
+}
+
+/** See `AdminGuard`. Admin changes take one transaction-scoped advisory lock, so two admins demoting each other cannot both win. */
+async function lockAdminChange(tx: Queryable, guard: AdminGuard): Promise<void> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('tessera.admin_changes'))`);
+  const { rows } = await tx.query<{ allowed: boolean }>('SELECT $2 = ANY(roles) AND disabled_at IS NULL AS allowed FROM users WHERE id = $1', [
+    guard.actorId,
+    guard.role,
+  ]);
+  if (!rows[0]?.allowed) throw new TesseraError('forbidden');
+}
+
+async function ensureAdminLeft(tx: Queryable, guard: AdminGuard): Promise<void> {
+  const { rows } = await tx.query<{ left: boolean }>('SELECT EXISTS (SELECT 1 FROM users WHERE $1 = ANY(roles) AND disabled_at IS NULL) AS left', [guard.role]);
+  if (!rows[0]?.left) throw new TesseraError('invalid_request', `That would leave no enabled user with the role "${guard.role}".`);
 }
 
 /** A new password makes every reset link still out worthless. */

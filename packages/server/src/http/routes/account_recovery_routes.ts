@@ -67,24 +67,32 @@ export function accountRecoveryRoutes(app: FastifyInstance, ctx: AuthContext): v
     },
   );
 
-  app.post<{ Body: { email: string } }>(
+  app.post<{ Body: { email: string; current_password?: string } }>(
     '/auth/email',
     {
       schema: {
         operationId: 'setEmail',
         tags: ['recovery'],
         summary: "Set the caller's email (unverified) and mail a verification link",
+        description:
+          'Reset links go to this address, so `current_password` is required unless the session signed in within the last 10 minutes ' +
+          'and the account has no verified address yet; a previous verified address is told of the change.',
         security: bearerSecurity,
-        body: { type: 'object', properties: { email: { $ref: 'Email#' } }, required: ['email'], additionalProperties: false },
+        body: {
+          type: 'object',
+          properties: { email: { $ref: 'Email#' }, current_password: { type: 'string', minLength: 1, maxLength: 1024 } },
+          required: ['email'],
+          additionalProperties: false,
+        },
         response: {
           202: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
-          ...errorResponses('invalid_request', 'email_taken', ...TOKEN_ERRORS, 'not_configured', 'unavailable'),
+          ...errorResponses('invalid_request', 'invalid_credentials', 'email_taken', ...TOKEN_ERRORS, 'not_configured', 'rate_limited', 'unavailable'),
         },
       },
     },
     async (request, reply) => {
       const caller = await authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
-      await setEmail(ctx, caller, { email: request.body.email, client: clientInfo(request) });
+      await setEmail(ctx, caller, { email: request.body.email, currentPassword: request.body.current_password, client: clientInfo(request) });
       return reply.code(202).send({ message: 'A verification link is on its way to that address; it works for 24 hours.' });
     },
   );
