@@ -105,6 +105,20 @@ describe('passkeys (WebAuthn): register, list, rename, remove, and sign in with 
     }
   });
 
+  test('a session that signed in over 10 minutes ago needs the password to add one: a stolen session cannot plant a passkey for later', async () => {
+    const user = await signUp(t);
+    t.clock.advance(11 * 60);
+    const { access_token: token } = (await t.call('POST', '/auth/refresh', { body: { refresh_token: user.pair.refresh_token } })).body;
+    const refused = await t.call('POST', '/auth/passkeys/register/options', { token });
+    assert.equal(refused.status, 401, JSON.stringify(refused.body));
+    assert.equal(refused.body.error, 'invalid_credentials');
+    assert.equal((await t.call('POST', '/auth/passkeys/register/options', { token, body: { current_password: 'wrong wrong wrong' } })).status, 401);
+    const options = await t.call('POST', '/auth/passkeys/register/options', { token, body: { current_password: user.password } });
+    assert.equal(options.status, 200, JSON.stringify(options.body));
+    const added = await t.call('POST', '/auth/passkeys/register', { token, body: { response: authenticator().register(options.body) } });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+  });
+
   test('register, list, rename and remove: names default to "Passkey N", audited passkey.added / passkey.removed', async () => {
     const user = await signUp(t);
     const token = user.pair.access_token;

@@ -67,6 +67,21 @@ describe('an authenticator app (TOTP) and recovery codes', () => {
     for (const c of confirmed.body.recovery_codes) assert.ok(!stored.rows.some((r) => r.code_hash.includes(c.replaceAll('-', ''))), 'hashes only');
   });
 
+  test('a session that signed in over 10 minutes ago needs the password to set one up: a thief with an old session cannot lock the owner out', async () => {
+    const user = await signUp(t);
+    t.clock.advance(11 * 60);
+    const { access_token: token } = (await t.call('POST', '/auth/refresh', { body: { refresh_token: user.pair.refresh_token } })).body;
+    for (const body of [undefined, { current_password: 'not it at all' }]) {
+      const refused = await t.call('POST', '/auth/mfa/totp', { token, ...(body ? { body } : {}) });
+      assert.equal(refused.status, 401, JSON.stringify(refused.body));
+      assert.equal(refused.body.error, 'invalid_credentials');
+    }
+    const start = await t.call('POST', '/auth/mfa/totp', { token, body: { current_password: user.password } });
+    assert.equal(start.status, 200, JSON.stringify(start.body));
+    const failures = await t.server.context.store.audit.list({ userId: user.userId, event: 'mfa.failed', limit: 5 });
+    assert.deepEqual(failures.map((e) => e.reason), ['wrong_current_password', 'current_password_missing']);
+  });
+
   test('login: the password gives mfa_required; a code from the previous, current or next step signs in with amr pwd+otp; each step once', async () => {
     const user = await enrolled();
     for (const steps of [-1, 0, 1]) {

@@ -48,3 +48,18 @@ export async function confirmPassword(
     input.password === undefined ? 'Confirm this change with your current password (current_password).' : undefined,
   );
 }
+
+/**
+ * Before adding a way into the account (a passkey, an authenticator app): a session
+ * that signed in within `RECENT_SIGN_IN_MS` goes ahead, an older one must type the
+ * password again. Whoever steals a long-lived session cannot plant a factor of their
+ * own for later, nor lock the owner out with an authenticator app only they hold.
+ */
+export async function confirmRecentSignIn(
+  ctx: AuthContext,
+  auth: Authenticated,
+  input: { password: string | undefined; client: ClientInfo; event: AuditEventName },
+): Promise<void> {
+  if (input.password === undefined && signedInRecently(ctx, auth)) return;
+  await confirmPassword(ctx, auth, input);
+}

@@ -211,3 +211,10 @@ export const ISO_TIME_PATTERN =
 export const TOKEN_ERRORS: ErrorCode[] = ['invalid_token', 'token_expired', 'token_revoked'];
 
 export const bearerSecurity = [{ bearer: [] }];
+
+/** The optional body of a route that adds a way into the account: the password again when the session signed in long ago. */
+export const REAUTHENTICATION_BODY = {
+  type: ['object', 'null'],
+  properties: { current_password: { type: 'string', minLength: 1, maxLength: 1024, description: 'required when the session signed in more than 10 minutes ago' } },
+  additionalProperties: false,
+} as const;

@@ -6,8 +6,9 @@ import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { completeMfaLogin, confirmTotp, disableTotp, startTotpEnrolment } from '../../flows/second_factors.js';
 import { assertSameOrigin } from '../refresh_cookie.js';
 import { bindingKey } from '../../flows/dpop_binding.js';
+import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import { clientInfo, dpopRequest, requireAccessCredential } from '../request_context.js';
-import { bearerSecurity, errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { bearerSecurity, REAUTHENTICATION_BODY, errorResponses, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 
 const CODE = { type: 'string', minLength: 1, maxLength: 64, description: 'a 6-digit code from the app, or a recovery code (xxxx-xxxx-xxxx-xxxx)' } as const;
@@ -16,27 +17,36 @@ const CODE = { type: 'string', minLength: 1, maxLength: 64, description: 'a 6-di
 export function mfaRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
 
-  app.post(
+  app.post<{ Body: { current_password?: string } | null }>(
     '/auth/mfa/totp',
     {
+      // No body is the same as {}.
+      preValidation: async (request) => {
+        request.body ??= null;
+      },
       schema: {
         operationId: 'startTotp',
         tags: ['mfa'],
         summary: 'Start setting up an authenticator app',
-        description: 'Returns the secret and its otpauth:// URI (SHA-1, 6 digits, 30 s) to show as a QR code. Nothing changes for logins until a code is confirmed.',
+        description:
+          'Returns the secret and its otpauth:// URI (SHA-1, 6 digits, 30 s) to show as a QR code. Nothing changes for logins until a code is confirmed. ' +
+          'A session that signed in more than 10 minutes ago must send `current_password` (401 invalid_credentials without it).',
         security: bearerSecurity,
+        body: REAUTHENTICATION_BODY,
         response: {
           200: {
             type: 'object',
             properties: { secret: { type: 'string', description: 'base32' }, otpauth_uri: { type: 'string' } },
             required: ['secret', 'otpauth_uri'],
           },
-          ...errorResponses('invalid_request', ...TOKEN_ERRORS, 'unavailable'),
+          ...errorResponses('invalid_request', 'invalid_credentials', ...TOKEN_ERRORS, 'rate_limited', 'unavailable'),
         },
       },
     },
     async (request) => {
-      const { secret, otpauthUri } = await startTotpEnrolment(ctx, await auth(request));
+      const caller = await auth(request);
+      await confirmRecentSignIn(ctx, caller, { password: request.body?.current_password, client: clientInfo(request), event: 'mfa.failed' });
+      const { secret, otpauthUri } = await startTotpEnrolment(ctx, caller);
       return { secret, otpauth_uri: otpauthUri };
     },
   );

@@ -18,8 +18,9 @@ import {
 } from '../../flows/passkeys.js';
 import type { PasskeyRecord } from '../../store/passkeys_store.js';
 import { assertSameOrigin } from '../refresh_cookie.js';
+import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import { clientInfo, dpopRequest, requireAccessCredential } from '../request_context.js';
-import { bearerSecurity, errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { bearerSecurity, REAUTHENTICATION_BODY, errorResponses, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 
 // ---------------------------------------------------------------- schemas
@@ -176,19 +177,30 @@ const view = (p: PasskeyRecord) => ({ id: p.id, name: p.name, created_at: p.crea
 export function passkeyRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const auth = (request: FastifyRequest): Promise<Authenticated> => authenticate(ctx, requireAccessCredential(request, ctx.issuer()));
 
-  app.post(
+  app.post<{ Body: { current_password?: string } | null }>(
     '/auth/passkeys/register/options',
     {
+      // No body is the same as {}.
+      preValidation: async (request) => {
+        request.body ??= null;
+      },
       schema: {
         operationId: 'passkeyRegistrationOptions',
         tags: ['passkeys'],
         summary: 'Start adding a passkey',
-        description: `Options for navigator.credentials.create(); answer with POST /auth/passkeys/register within 5 minutes. At most 20 passkeys per account.`,
+        description:
+          'Options for navigator.credentials.create(); answer with POST /auth/passkeys/register within 5 minutes. At most 20 passkeys per account. ' +
+          'A session that signed in more than 10 minutes ago must send `current_password` (401 invalid_credentials without it).',
         security: bearerSecurity,
-        response: { 200: CREATION_OPTIONS, ...errorResponses('invalid_request', ...TOKEN_ERRORS, 'unavailable') },
+        body: REAUTHENTICATION_BODY,
+        response: { 200: CREATION_OPTIONS, ...errorResponses('invalid_request', 'invalid_credentials', ...TOKEN_ERRORS, 'rate_limited', 'unavailable') },
       },
     },
-    async (request) => passkeyRegistrationOptions(ctx, await auth(request)),
+    async (request) => {
+      const caller = await auth(request);
+      await confirmRecentSignIn(ctx, caller, { password: request.body?.current_password, client: clientInfo(request), event: 'passkey.added' });
+      return passkeyRegistrationOptions(ctx, caller);
+    },
   );
 
   app.post<{ Body: { response: RegistrationResponseJSON; name?: string } }>(
