@@ -6,7 +6,7 @@
 //     to the moment the last subscriber has the event.
 // Run: node --conditions=tessera-source --import tsx bench/operations.bench.ts
 import { randomUUID } from 'node:crypto';
-import { createAuthServer, migrate, openPgliteDatabase, Store } from '@tessera/server';
+import { createAuthServer, decideRotation, migrate, openPgliteDatabase, Store } from '@tessera/server';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)]!;
@@ -16,7 +16,7 @@ async function auditOverhead() {
   await migrate(db);
   const store = new Store(db);
   const client = { ip: '127.0.0.1', userAgent: 'bench' };
-  const user = await store.users.create({ id: randomUUID(), username: 'bench', passwordHash: 'h', roles: [], now: new Date() }, client);
+  const user = await store.users.create({ id: randomUUID(), username: 'bench', skeleton: 'bench', passwordHash: 'h', roles: [], now: new Date() }, client);
   const n = 2000;
   const session: number[] = [];
   const rotate: number[] = [];
@@ -28,7 +28,7 @@ async function auditOverhead() {
     await store.sessions.open({ session: { id, user, client }, token: first, single: false, now: new Date() });
     session.push(performance.now() - t);
     t = performance.now();
-    await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: { ...first, jtiHash: randomUUID() }, now: new Date(), graceMs: 10_000, client });
+    await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: { ...first, jtiHash: randomUUID() }, now: new Date(), graceMs: 10_000, client, decide: decideRotation });
     rotate.push(performance.now() - t);
     t = performance.now();
     await store.audit.append(new Date(), [{ event: 'token.refreshed', outcome: 'success', userId: user.id, username: user.username, sessionId: id, ...client }]);

@@ -41,7 +41,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hash, verify } from '@node-rs/argon2';
-import { type Database, migrate, openPgliteDatabase, Store, type UserRecord } from '@tessera/server';
+import { type Database, decideRotation, migrate, openPgliteDatabase, Store, type UserRecord } from '@tessera/server';
 import autocannonUntyped from 'autocannon';
 import { type CryptoKey, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 
@@ -535,7 +535,7 @@ async function openFloorStore(sessionCount: number): Promise<FloorStore> {
   const store = new Store(db);
   const now = new Date();
   const user = await store.users.create(
-    { id: randomUUID(), username: 'floor-user', passwordHash: await hash(PASSWORD, ARGON2ID), roles: [], now },
+    { id: randomUUID(), username: 'floor-user', skeleton: 'floor-user', passwordHash: await hash(PASSWORD, ARGON2ID), roles: [], now },
     { ip: '127.0.0.1', userAgent: 'bench' },
   );
   const sessionIds: string[] = [];
@@ -661,6 +661,7 @@ async function decompose(fs: FloorStore): Promise<StoreCost[]> {
           now,
           graceMs: 10_000,
           client,
+          decide: decideRotation,
         });
         if (outcome.kind !== 'rotated') throw new Error(`rotate: ${outcome.kind}`);
         slot.hash = successor;

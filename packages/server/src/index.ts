@@ -2,6 +2,7 @@ export { DEFAULTS, MEMORY_DATA_DIR, parseRateLimit, type RateLimit, resolveConfi
 export { type Authenticated, authenticate } from './flows/authenticate.js';
 export type { AccountsContext, AuthContext } from './flows/context.js';
 export { createUser, normalizeUsername } from './flows/register_user.js';
+export { decideRotation, type RefreshChain, type RotationDecision } from './flows/refresh_rotation.js';
 export { generateSigningKey, KeyRing, type PublicJwk } from './keys/key_ring.js';
 export { refreshJtiHash, successorJti } from './keys/tokens.js';
 export type { Clock } from './lib/clock.js';

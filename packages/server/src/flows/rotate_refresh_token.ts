@@ -4,6 +4,7 @@ import type { ClientInfo } from '../store/records.js';
 import type { AuthContext } from './context.js';
 import { type DpopRequest, requireProof } from './dpop_binding.js';
 import { type IssuedPair, issueTokenPair } from './issue_token_pair.js';
+import { decideRotation } from './refresh_rotation.js';
 
 /**
  * Exchanges a refresh token for a new pair. Every refresh rotates; a replay of
@@ -46,6 +47,7 @@ export async function rotateRefreshToken(
     now: issuedAt,
     graceMs: ctx.config.reuseGrace * 1000,
     client: input.client,
+    decide: decideRotation,
   });
   ctx.metrics.refreshes.inc({ outcome: OUTCOME_LABEL[outcome.kind] });
   switch (outcome.kind) {

@@ -1,3 +1,4 @@
+import type { RefreshChain, RotationDecision } from '../flows/refresh_rotation.js';
 import type { Database } from './database.js';
 import type { AuditEntry, ClientInfo, RefreshState, RevokeReason, SessionRecord, UserRecord } from './records.js';
 import { parseJsonUser, type SessionRow, toSession, toUser, type UserRow } from './rows.js';
@@ -29,6 +30,8 @@ export interface RotateInput {
   /** How long after its rotation a token may be presented again, in ms. */
   graceMs: number;
   client: ClientInfo;
+  /** The refresh policy (`decideRotation` in flows/), run on the locked row. */
+  decide: (chain: RefreshChain, presentedHash: string, now: Date, graceMs: number) => RotationDecision;
 }
 
 /** Sessions and their refresh-token chains. */
@@ -163,53 +166,51 @@ export class SessionsStore {
       const row = rows[0];
       if (!row) return { kind: 'unknown' };
       const session = toSession(row);
-      if (session.revokedAt) return { kind: 'revoked' };
-      if (session.expiresAt <= now) return { kind: 'expired' };
-
       const user = row.u ? toUser(parseJsonUser(row.u)) : null;
+      const chain: RefreshChain = {
+        revokedAt: session.revokedAt,
+        expiresAt: session.expiresAt,
+        userLive: user !== null && user.disabledAt === null,
+        currentHash: row.refresh_hash,
+        currentExpiresAt: row.refresh_expires_at,
+        previousHash: row.previous_hash,
+        rotatedAt: row.rotated_at,
+      };
+      const decision = input.decide(chain, input.jtiHash, now, input.graceMs);
       const base = { userId: session.userId, username: user?.username ?? null, sessionId: session.id, ...clientAudit(input.client) };
-      if (!user || user.disabledAt) {
-        // Refresh re-reads the user: a disabled account ends here, at the latest.
-        await revoke('id = $1', [session.id], 'user_disabled');
-        await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'user_disabled' });
-        return { kind: 'revoked' };
+      switch (decision.kind) {
+        case 'revoked':
+        case 'expired':
+          return { kind: decision.kind };
+        case 'end':
+          await revoke('id = $1', [session.id], decision.reason);
+          await log({ ...base, event: 'session.revoked', outcome: 'success', reason: decision.reason });
+          return { kind: 'revoked' };
+        case 'rotate': {
+          const successor = { ...input.successor, expiresAt: new Date(Math.min(input.successor.expiresAt.getTime(), session.expiresAt.getTime())) };
+          await tx.query(
+            `UPDATE sessions SET previous_hash = refresh_hash, rotated_at = $2, last_used_at = $2,
+                    refresh_hash = $3, refresh_issued_at = $4, refresh_expires_at = $5
+              WHERE id = $1`,
+            [session.id, now, successor.jtiHash, successor.issuedAt, successor.expiresAt],
+          );
+          await log({ ...base, event: 'token.refreshed', outcome: 'success' });
+          return { kind: 'rotated', user: user!, session: { ...session, lastUsedAt: now }, successor };
+        }
+        case 'replay':
+          await log({ ...base, event: 'token.refreshed', outcome: 'success', reason: 'grace_replay' });
+          return {
+            kind: 'replayed',
+            user: user!,
+            session,
+            successor: { jtiHash: row.refresh_hash!, issuedAt: row.refresh_issued_at!, expiresAt: row.refresh_expires_at! },
+          };
+        case 'reuse':
+          await revoke('id = $1', [session.id], 'token_reused');
+          await log({ ...base, event: 'token.reused', outcome: 'failure', reason: 'refresh token presented after rotation; session revoked' });
+          await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'token_reused' });
+          return { kind: 'reused' };
       }
-
-      if (row.refresh_hash === input.jtiHash) {
-        if (row.refresh_expires_at !== null && row.refresh_expires_at <= now) return { kind: 'expired' };
-        // A session has an absolute lifetime (--refresh-ttl from login): rotation
-        // never extends it, so a stolen token kept alive by use still dies.
-        const successor = { ...input.successor, expiresAt: new Date(Math.min(input.successor.expiresAt.getTime(), session.expiresAt.getTime())) };
-        await tx.query(
-          `UPDATE sessions SET previous_hash = refresh_hash, rotated_at = $2, last_used_at = $2,
-                  refresh_hash = $3, refresh_issued_at = $4, refresh_expires_at = $5
-            WHERE id = $1`,
-          [session.id, now, successor.jtiHash, successor.issuedAt, successor.expiresAt],
-        );
-        await log({ ...base, event: 'token.refreshed', outcome: 'success' });
-        return { kind: 'rotated', user, session: { ...session, lastUsedAt: now }, successor };
-      }
-
-      // The token just replaced, within the grace window: a second tab or a lost
-      // response. Give the same successor back. Anything else is a stolen token in play.
-      if (
-        row.previous_hash === input.jtiHash &&
-        row.rotated_at !== null &&
-        row.refresh_hash !== null &&
-        now.getTime() - row.rotated_at.getTime() <= input.graceMs
-      ) {
-        await log({ ...base, event: 'token.refreshed', outcome: 'success', reason: 'grace_replay' });
-        return {
-          kind: 'replayed',
-          user,
-          session,
-          successor: { jtiHash: row.refresh_hash, issuedAt: row.refresh_issued_at!, expiresAt: row.refresh_expires_at! },
-        };
-      }
-      await revoke('id = $1', [session.id], 'token_reused');
-      await log({ ...base, event: 'token.reused', outcome: 'failure', reason: 'refresh token presented after rotation; session revoked' });
-      await log({ ...base, event: 'session.revoked', outcome: 'success', reason: 'token_reused' });
-      return { kind: 'reused' };
     });
   }
 

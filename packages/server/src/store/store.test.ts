@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { TesseraError } from '@tessera/protocol';
 import { createDatabase, startPostgres, type PostgresServer } from '../../../../test/support/postgres_server.js';
+import { decideRotation } from '../flows/refresh_rotation.js';
 import type { Database } from './database.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { openPgliteDatabase } from './pglite_database.js';
@@ -64,7 +65,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const { id, first } = await newSession(user);
       assert.deepEqual(await store.sessions.refreshState(id), { sessionId: id, currentHash: first.jtiHash, issuedAt: first.issuedAt, expiresAt: first.expiresAt, previousHash: null, rotatedAt: null });
       const next = token(60);
-      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(60), graceMs: 10_000, client, decide: decideRotation });
       assert.equal(outcome.kind, 'rotated');
       const state = await store.sessions.refreshState(id);
       assert.equal(state?.currentHash, next.jtiHash);
@@ -83,17 +84,17 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const user = await newUser();
       const { id, first } = await newSession(user);
       const next = token(10);
-      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(10), graceMs: 10_000, client });
-      const replay = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client });
+      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: next, now: at(10), graceMs: 10_000, client, decide: decideRotation });
+      const replay = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(15), now: at(15), graceMs: 10_000, client, decide: decideRotation });
       assert.equal(replay.kind, 'replayed');
       assert.equal(replay.kind === 'replayed' && replay.successor.jtiHash, next.jtiHash);
       assert.equal((await store.sessions.refreshState(id))?.currentHash, next.jtiHash, 'a replay changes nothing');
 
-      const late = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client });
+      const late = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(21), now: at(21), graceMs: 10_000, client, decide: decideRotation });
       assert.equal(late.kind, 'reused');
       const state = await store.sessions.findWithUser(id);
       assert.equal(state?.session.revokedReason, 'token_reused');
-      const afterwards = await store.sessions.rotate({ sessionId: id, jtiHash: next.jtiHash, successor: token(22), now: at(22), graceMs: 10_000, client });
+      const afterwards = await store.sessions.rotate({ sessionId: id, jtiHash: next.jtiHash, successor: token(22), now: at(22), graceMs: 10_000, client, decide: decideRotation });
       assert.equal(afterwards.kind, 'revoked', 'the successor dies with the family');
       assert.ok(audited.some((e) => e.event === 'token.reused' && e.sessionId === id));
     });
@@ -102,9 +103,9 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const user = await newUser();
       const { id, first } = await newSession(user);
       const b = token(1);
-      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: b, now: at(1), graceMs: 60_000, client });
-      await store.sessions.rotate({ sessionId: id, jtiHash: b.jtiHash, successor: token(2), now: at(2), graceMs: 60_000, client });
-      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(3), now: at(3), graceMs: 60_000, client });
+      await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: b, now: at(1), graceMs: 60_000, client, decide: decideRotation });
+      await store.sessions.rotate({ sessionId: id, jtiHash: b.jtiHash, successor: token(2), now: at(2), graceMs: 60_000, client, decide: decideRotation });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(3), now: at(3), graceMs: 60_000, client, decide: decideRotation });
       assert.equal(outcome.kind, 'reused');
     });
 
@@ -113,7 +114,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const { id, first } = await newSession(user);
       const outcomes = await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
-          store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(5), now: at(5 + i / 100), graceMs: 10_000, client }),
+          store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(5), now: at(5 + i / 100), graceMs: 10_000, client, decide: decideRotation }),
         ),
       );
       assert.equal(outcomes.filter((o) => o.kind === 'rotated').length, 1);
@@ -126,18 +127,18 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
     test('unknown sessions, foreign links, expired and disabled-user tokens are refused; a disabled user loses the session', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user, token(0, 100));
-      assert.equal((await store.sessions.rotate({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'unknown');
-      assert.equal((await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client })).kind, 'expired');
+      assert.equal((await store.sessions.rotate({ sessionId: randomUUID(), jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client, decide: decideRotation })).kind, 'unknown');
+      assert.equal((await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(101), now: at(101), graceMs: 0, client, decide: decideRotation })).kind, 'expired');
       // A signed token of this session that is neither its current one nor the one
       // just replaced is an old link of the chain: reuse, and the session ends.
       const live = await newSession(user);
-      assert.equal((await store.sessions.rotate({ sessionId: live.id, jtiHash: 'not-a-link', successor: token(1), now: at(1), graceMs: 10_000, client })).kind, 'reused');
+      assert.equal((await store.sessions.rotate({ sessionId: live.id, jtiHash: 'not-a-link', successor: token(1), now: at(1), graceMs: 10_000, client, decide: decideRotation })).kind, 'reused');
       assert.equal((await store.sessions.findWithUser(live.id))?.session.revokedReason, 'token_reused');
 
       const other = await newUser();
       const s = await newSession(other);
       await store.db.query('UPDATE users SET disabled_at = $2 WHERE id = $1', [other.id, t0]);
-      assert.equal((await store.sessions.rotate({ sessionId: s.id, jtiHash: s.first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client })).kind, 'revoked');
+      assert.equal((await store.sessions.rotate({ sessionId: s.id, jtiHash: s.first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client, decide: decideRotation })).kind, 'revoked');
       assert.equal((await store.sessions.findWithUser(s.id))?.session.revokedReason, 'user_disabled');
     });
 
@@ -145,7 +146,7 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       const user = await newUser();
       const { id, first } = await newSession(user);
       await store.db.query("UPDATE users SET roles = '{admin}' WHERE id = $1", [user.id]);
-      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client });
+      const outcome = await store.sessions.rotate({ sessionId: id, jtiHash: first.jtiHash, successor: token(1), now: at(1), graceMs: 0, client, decide: decideRotation });
       assert.equal(outcome.kind, 'rotated');
       assert.deepEqual(outcome.kind === 'rotated' && outcome.user.roles, ['admin']);
     });
@@ -337,7 +338,7 @@ test('migration 3 moves each live chain onto its session row: the current token 
     assert.deepEqual(await store.sessions.refreshState(sessionId), { sessionId, currentHash: 'c', issuedAt: at(20), expiresAt: at(86_400), previousHash: 'b', rotatedAt: at(20) });
     const client = { ip: null, userAgent: null };
     const rotate = (hash: string, now: number) =>
-      store.sessions.rotate({ sessionId, jtiHash: hash, successor: { jtiHash: `${hash}+1`, issuedAt: at(now), expiresAt: at(now + 3600) }, now: at(now), graceMs: 10_000, client });
+      store.sessions.rotate({ sessionId, jtiHash: hash, successor: { jtiHash: `${hash}+1`, issuedAt: at(now), expiresAt: at(now + 3600) }, now: at(now), graceMs: 10_000, client, decide: decideRotation });
     assert.equal((await rotate('b', 25)).kind, 'replayed', 'the token replaced 5 s before the upgrade still replays');
     assert.equal((await rotate('c', 26)).kind, 'rotated');
     assert.equal((await rotate('a', 27)).kind, 'reused', 'an old link is still reuse');
