@@ -49,7 +49,7 @@ async function server(extra: Record<string, unknown> = {}) {
 }
 
 function verifier(url: string, stream: boolean): Verifier {
-  return createVerifier({ issuer: ISSUER, audience: 'tessera-api', jwksUri: `${url}/.well-known/jwks.json`, revocation: { url: `${url}/auth/revocations`, stream }, jwksTimeout: 60_000 });
+  return createVerifier({ issuer: ISSUER, audience: 'tessera-api', jwksUri: `${url}/.well-known/jwks.json`, revocation: { url: `${url}/auth/revocations`, stream }, jwksTimeout: 60 });
 }
 
 async function coldStart(sizes: number[]) {

@@ -23,7 +23,7 @@ export interface VerifierOptions {
   clockTolerance?: number;
   /** Seconds between unknown-`kid` refetches of the JWKS. Default 30. */
   jwksCooldown?: number;
-  /** Milliseconds before a JWKS fetch is abandoned. Default 5000. */
+  /** Seconds before a JWKS fetch is abandoned. Default 5; at most 300. */
   jwksTimeout?: number;
   /** The `fetch` to reach the JWKS with. Default `globalThis.fetch`. */
   fetch?: typeof globalThis.fetch;
@@ -88,12 +88,12 @@ export interface RevocationOptions {
   maxStaleness?: number;
   /**
    * `true` (the default) follows the event stream: a logout arrives in milliseconds.
-   * `false` only pages the JSON feed every `pollInterval` (for runtimes that cannot
+   * `false` only pages the JSON feed every `pollInterval` seconds (for runtimes that cannot
    * hold a stream open). A streaming verifier the server refuses (its stream caps are
    * full) pages the JSON feed until it can stream again.
    */
   stream?: boolean;
-  /** Milliseconds between pages of the JSON feed while not streaming. Default 1000. */
+  /** Seconds between pages of the JSON feed while not streaming. Default 1; 0.1 to 300. */
   pollInterval?: number;
   /**
    * While the feed is down: `'reject'` (the default, fail closed) refuses every
@@ -178,7 +178,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
     fetch,
     now,
     cooldownMs: config.jwksCooldown * 1000,
-    timeoutMs: config.jwksTimeout,
+    timeoutMs: config.jwksTimeout * 1000,
     onKeysChanged: () => {
       keyGeneration += 1;
       cache?.clear();
@@ -191,10 +191,10 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
         url: feedOptions.url ?? `${config.issuer.replace(/\/+$/, '')}/auth/revocations`,
         fetch,
         now,
-        maxStaleness: feedOptions.maxStaleness ?? 30,
+        maxStaleness: feedOptions.maxStaleness ?? VERIFY_DEFAULTS.maxStalenessSeconds,
         secret: feedOptions.secret,
         stream: feedOptions.stream ?? true,
-        pollIntervalMs: feedOptions.pollInterval ?? 1000,
+        pollIntervalMs: (feedOptions.pollInterval ?? VERIFY_DEFAULTS.pollIntervalSeconds) * 1000,
       })
     : undefined;
   const failClosed = feedOptions?.whenStale !== 'accept';
@@ -325,7 +325,7 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   return Object.freeze({
     engine: engine.name,
     async prefetch() {
-      await Promise.all([jwks.refresh(), feed && feedReady(feed, config.jwksTimeout, (feedOptions?.maxStaleness ?? 30) * 1000)]);
+      await Promise.all([jwks.refresh(), feed && feedReady(feed, config.jwksTimeout * 1000, (feedOptions?.maxStaleness ?? VERIFY_DEFAULTS.maxStalenessSeconds) * 1000)]);
     },
     close() {
       feed?.close();
@@ -415,8 +415,20 @@ function validateRevocation(revocation: VerifierOptions['revocation']): Revocati
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) throw new TypeError('createVerifier: revocation.secret must be a non-empty string');
   // The server sends a heartbeat every 10 s: a shorter bound would count a quiet, healthy feed as down.
   if (maxStaleness !== undefined && (!Number.isFinite(maxStaleness) || maxStaleness < 15)) throw new TypeError('createVerifier: revocation.maxStaleness must be >= 15 seconds (heartbeats come every 10 s)');
-  if (pollInterval !== undefined && (!Number.isFinite(pollInterval) || pollInterval < 100)) throw new TypeError('createVerifier: revocation.pollInterval must be >= 100 ms');
+  checkSeconds('revocation.pollInterval', pollInterval, 0.1);
   return revocation;
+}
+
+/**
+ * Every duration of the verifier is in seconds. Anything above 300 is refused rather
+ * than taken: it is almost surely milliseconds (`jwksTimeout: 5000`), and waiting
+ * 83 minutes for a JWKS would be the silent failure that unit mix-ups cause.
+ */
+function checkSeconds(name: string, value: number | undefined, min: number): void {
+  if (value === undefined) return;
+  if (!Number.isFinite(value) || value < min || value > 300) {
+    throw new TypeError(`createVerifier: ${name} is in seconds, ${min} to 300; got ${String(value)}${Number(value) > 300 ? ' (milliseconds?)' : ''}`);
+  }
 }
 
 function validate(options: VerifierOptions) {
@@ -444,8 +456,8 @@ function validate(options: VerifierOptions) {
   }
   const jwksCooldown = options.jwksCooldown ?? VERIFY_DEFAULTS.jwksCooldownSeconds;
   if (!Number.isFinite(jwksCooldown) || jwksCooldown < 0) throw new TypeError('createVerifier: jwksCooldown must be >= 0 seconds');
-  const jwksTimeout = options.jwksTimeout ?? VERIFY_DEFAULTS.jwksTimeoutMs;
-  if (!Number.isFinite(jwksTimeout) || jwksTimeout <= 0) throw new TypeError('createVerifier: jwksTimeout must be > 0 ms');
+  const jwksTimeout = options.jwksTimeout ?? VERIFY_DEFAULTS.jwksTimeoutSeconds;
+  checkSeconds('jwksTimeout', jwksTimeout, 0.001);
   const cache = options.cache === true ? VERIFY_DEFAULTS.cacheSize : options.cache === false || options.cache === undefined ? 0 : options.cache;
   if (!Number.isSafeInteger(cache) || cache < 0) throw new TypeError('createVerifier: cache must be a boolean or a non-negative integer');
   return Object.freeze({

@@ -371,8 +371,16 @@ describe('revocation through the feed', () => {
     }
   });
 
+  test('every duration option is in seconds; a millisecond-sized value is refused, naming the unit', () => {
+    const base = { issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json` };
+    assert.throws(() => createVerifier({ ...base, jwksTimeout: 5000 }), /jwksTimeout is in seconds.*milliseconds\?/);
+    assert.throws(() => createVerifier({ ...base, revocation: { pollInterval: 1000 } }), /pollInterval is in seconds.*milliseconds\?/);
+    assert.throws(() => createVerifier({ ...base, revocation: { pollInterval: 0.01 } }), /pollInterval is in seconds, 0\.1 to 300/);
+    createVerifier({ ...base, jwksTimeout: 2.5, revocation: { pollInterval: 0.5 } }).close();
+  });
+
   test('prefetch rejects when the feed does not answer within jwksTimeout', async () => {
-    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: 'http://127.0.0.1:9/auth/revocations' }, jwksTimeout: 300 });
+    const verifier = createVerifier({ issuer, audience: 'tessera-api', jwksUri: `${t.url}/.well-known/jwks.json`, revocation: { url: 'http://127.0.0.1:9/auth/revocations' }, jwksTimeout: 0.3 });
     try {
       await assert.rejects(verifier.prefetch(), /revocation feed did not answer/);
     } finally {
