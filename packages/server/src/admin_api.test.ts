@@ -169,6 +169,11 @@ describe('the admin API', () => {
     assert.ok(new Set(all.body.events.map((e: { user_id: string }) => e.user_id)).size > 2, 'everyone’s');
     const since = await call('GET', `/admin/audit?since=${encodeURIComponent(new Date(t.clock.now() + 1000).toISOString())}`);
     assert.deepEqual(since.body.events, []);
-    for (const query of ['limit=0', 'limit=501', 'since=yesterday', 'before=abc', 'unknown=1']) assert.equal((await call('GET', `/admin/audit?${query}`)).status, 400, query);
+    for (const query of ['limit=0', 'limit=501', 'since=yesterday', 'since=0000-01-01', 'before=abc', 'unknown=1']) assert.equal((await call('GET', `/admin/audit?${query}`)).status, 400, query);
+    await call('POST', `/admin/users/${user.userId}/password-reset`);
+    const byActor = await call('GET', `/admin/audit?actor=${admin.username.toUpperCase()}&limit=500`);
+    assert.ok(byActor.body.events.length > 0);
+    assert.ok(byActor.body.events.every((e: { actor_username: string }) => e.actor_username === admin.username), 'only what that admin did');
+    assert.deepEqual((await call('GET', '/admin/audit?actor=nobody-at-all')).body.events, []);
   });
 });

@@ -143,7 +143,7 @@ export async function removeUser(ctx: AccountsContext, input: { user: UserRef; a
 /** Everyone's security events, newest first, a page at a time (`before` is the last page's `next`). */
 export async function listAuditEvents(
   ctx: AccountsContext,
-  input: { username?: string; event?: string; since?: string | Date; limit?: number; before?: string },
+  input: { username?: string; actor?: string; event?: string; since?: string | Date; limit?: number; before?: string },
 ): Promise<{ events: AuditRecord[]; next: string | null }> {
   const since = input.since === undefined ? undefined : new Date(input.since);
   // PostgreSQL and JavaScript disagree about years before 1 and after 9999: refuse them rather than fail.
@@ -153,9 +153,10 @@ export async function listAuditEvents(
   const limit = input.limit ?? 50;
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new TesseraError('invalid_request', 'limit must be 1..10000.');
   if (input.before !== undefined && !/^[0-9]{1,18}$/.test(input.before)) throw new TesseraError('invalid_request', 'before must be the `next` of the previous page.');
-  if (`${input.username ?? ''}${input.event ?? ''}`.includes('\u0000')) throw new TesseraError('invalid_request', 'username and event must not contain NUL.');
+  if (`${input.username ?? ''}${input.actor ?? ''}${input.event ?? ''}`.includes('\u0000')) throw new TesseraError('invalid_request', 'username, actor and event must not contain NUL.');
   const rows = await ctx.store.audit.list({
     username: input.username,
+    actor: input.actor,
     event: input.event as AuditEventName | undefined,
     since,
     limit: limit + 1,

@@ -24,6 +24,8 @@ export class AuditStore {
   async list(input: {
     userId?: string;
     username?: string;
+    /** The acting admin's name (`actor_username`). */
+    actor?: string;
     event?: string;
     since?: Date;
     limit: number;
@@ -37,6 +39,7 @@ export class AuditStore {
     };
     if (input.userId !== undefined) add('user_id = ?', input.userId);
     if (input.username !== undefined) add('lower(username) = lower(?)', input.username);
+    if (input.actor !== undefined) add('lower(actor_username) = lower(?)', input.actor);
     if (input.event !== undefined) add('event = ?', input.event);
     if (input.since !== undefined) add('at >= ?', input.since);
     if (input.before !== undefined) {

@@ -184,7 +184,7 @@ export function adminRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
-  app.get<{ Querystring: { username?: string; event?: string; since?: string; limit?: string; before?: string } }>(
+  app.get<{ Querystring: { username?: string; actor?: string; event?: string; since?: string; limit?: string; before?: string } }>(
     '/admin/audit',
     {
       schema: {
@@ -196,6 +196,7 @@ export function adminRoutes(app: FastifyInstance, ctx: AuthContext): void {
           type: 'object',
           properties: {
             username: { type: 'string', maxLength: 256, pattern: NO_NUL_PATTERN },
+            actor: { type: 'string', maxLength: 256, pattern: NO_NUL_PATTERN, description: 'only changes made by this admin' },
             event: { type: 'string', maxLength: 64, pattern: NO_NUL_PATTERN },
             since: { type: 'string', pattern: ISO_TIME_PATTERN, examples: ['2026-01-31T12:00:00Z'], description: 'an ISO time: only events at or after it' },
             limit: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|[1-4][0-9]{2}|500)$', description: '1..500, default 50' },
@@ -215,8 +216,8 @@ export function adminRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
     async (request) => {
       await admin(request);
-      const { username, event, since, limit, before } = request.query;
-      const page = await listAuditEvents(ctx, { username, event, since, limit: limit === undefined ? 50 : Number(limit), before });
+      const { username, actor, event, since, limit, before } = request.query;
+      const page = await listAuditEvents(ctx, { username, actor, event, since, limit: limit === undefined ? 50 : Number(limit), before });
       return { events: page.events.map(auditEventView), next: page.next };
     },
   );
