@@ -128,7 +128,14 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
       },
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An access token of a session not bound to a key.' },
+          dpop: {
+            type: 'http',
+            scheme: 'DPoP',
+            description:
+              'RFC 9449: an access token bound to a key (its `cnf.jkt`), as `Authorization: DPoP <token>`, with a `DPoP` header: a proof by that key ' +
+              'over this method and URL and over the token (`ath`).',
+          },
           refreshCookie: { type: 'apiKey', in: 'cookie', name: 'tessera_refresh' },
         },
       },

@@ -210,7 +210,8 @@ export const ISO_TIME_PATTERN =
 
 export const TOKEN_ERRORS: ErrorCode[] = ['invalid_token', 'token_expired', 'token_revoked'];
 
-export const bearerSecurity = [{ bearer: [] }];
+/** An access token: `Bearer`, or `DPoP` with its proof when the session is bound to a key. */
+export const bearerSecurity: { [scheme: string]: string[] }[] = [{ bearer: [] }, { dpop: [] }];
 
 /** The optional body of a route that adds a way into the account: the password again when the session signed in long ago. */
 export const REAUTHENTICATION_BODY = {
