@@ -146,6 +146,49 @@ describe('an authenticator app (TOTP) and recovery codes', () => {
     assert.equal((await t.call('POST', '/auth/login/mfa', { body: { mfa_token: randomBytes(32).toString('base64url'), code: code(user.secret) } })).body.error, 'invalid_token');
   });
 
+  test('ten wrong codes in a row, across mfa_tokens, lock the app: its codes are refused until a recovery code or a new password', async () => {
+    const user = await enrolled();
+    for (let round = 0; round < 2; round++) {
+      t.clock.advance(61 * 60); // past the login limits' windows
+      const token = await mfaToken(user);
+      for (let i = 0; i < 5; i++) assert.equal((await t.call('POST', '/auth/login/mfa', { body: { mfa_token: token, code: '000001' } })).body.error, 'invalid_code');
+    }
+    t.clock.advance(61 * 60);
+    const locked = await t.call('POST', '/auth/login/mfa', { body: { mfa_token: await mfaToken(user), code: code(user.secret) } });
+    assert.equal(locked.status, 401);
+    assert.equal(locked.body.error, 'invalid_code');
+    assert.match(locked.body.message, /locked/);
+    const recovered = await t.call('POST', '/auth/login/mfa', { body: { mfa_token: await mfaToken(user), code: user.recoveryCodes[0] } });
+    assert.equal(recovered.status, 200, 'a recovery code still works, and unlocks');
+    t.clock.advance(STEP);
+    assert.equal((await t.call('POST', '/auth/login/mfa', { body: { mfa_token: await mfaToken(user), code: code(user.secret) } })).status, 200);
+
+    for (let round = 0; round < 2; round++) {
+      t.clock.advance(61 * 60);
+      const token = await mfaToken(user);
+      for (let i = 0; i < 5; i++) {
+        const wrong = await t.call('POST', '/auth/login/mfa', { body: { mfa_token: token, code: '000001' } });
+        assert.equal(wrong.body.error, 'invalid_code', JSON.stringify(wrong.body));
+      }
+    }
+    t.clock.advance(61 * 60);
+    const relocked = await t.call('POST', '/auth/login/mfa', { body: { mfa_token: await mfaToken(user), code: code(user.secret) } });
+    assert.match(relocked.body.message ?? '', /locked/, JSON.stringify(relocked.body));
+    const { setPassword } = await import('./flows/user_administration.js');
+    await setPassword(t.server.context, { user: { id: user.userId }, password: 'an operator’s new one', actor: { kind: 'operator' } });
+    t.clock.advance(STEP);
+    const again = await mfaToken({ ...user, password: 'an operator’s new one' });
+    assert.equal((await t.call('POST', '/auth/login/mfa', { body: { mfa_token: again, code: code(user.secret) } })).status, 200, 'a new password unlocks it');
+  });
+
+  test('requests racing with one mfa_token and different recovery codes: one signs in, and only its code is spent', async () => {
+    const user = await enrolled();
+    const token = await mfaToken(user);
+    const answers = await Promise.all(user.recoveryCodes.slice(0, 3).map((c) => t.call('POST', '/auth/login/mfa', { body: { mfa_token: token, code: c } })));
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 401, 401]);
+    assert.equal(await t.server.context.store.secondFactors.unusedRecoveryCodes(user.userId), 9, 'the losers’ codes still work');
+  });
+
   test('brute force is bounded: wrong codes count toward the per-account login limit across fresh mfa_tokens', async () => {
     const user = await enrolled();
     const statuses: number[] = [];

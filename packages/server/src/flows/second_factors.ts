@@ -3,12 +3,14 @@ import { TesseraError } from '@tessera/protocol';
 import { HOTP, Secret, TOTP } from 'otpauth';
 import { openSecret, sealSecret } from '../keys/key_encryption.js';
 import { verifyPassword } from '../lib/passwords.js';
+import type { Queryable } from '../store/database.js';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import { accountTokenHash, isAccountTokenShape } from './account_links.js';
 import type { Authenticated } from './authenticate.js';
 import type { AuthContext } from './context.js';
 import type { IssuedPair } from './issue_token_pair.js';
 import { openSession } from './login.js';
+import { notifyOwner } from './password_reset.js';
 import { checkIpLimit, takePasswordAttempt } from './rate_limits.js';
 
 /** RFC 6238 as every authenticator app reads it: SHA-1, 6 digits, 30 s. */
@@ -19,6 +21,13 @@ const TOTP_ISSUER = 'Tessera';
 export const MFA_TOKEN_TTL_SECONDS = 300;
 /** Wrong codes a login step survives before it is worthless. */
 export const MFA_MAX_FAILURES = 5;
+/**
+ * Wrong codes in a row at the login step (across mfa_tokens) after which codes from
+ * the authenticator app are refused until a recovery code or a new password: without
+ * it, whoever knows the password gets ~100 guesses per 15 minutes for ever (NIST
+ * SP 800-63B §5.2.2 allows at most 100 consecutive failures).
+ */
+export const TOTP_LOCKOUT_FAILURES = 10;
 /** What `mfa_required` offers. */
 export const MFA_METHODS = ['totp', 'recovery_code'] as const;
 const RECOVERY_CODES = 10;
@@ -68,7 +77,7 @@ export async function disableTotp(ctx: AuthContext, auth: Authenticated, input: 
   const refund = await takePasswordAttempt(ctx, input.client, auth.user, auth.user.username);
   if (input.password !== undefined) {
     if (!(await verifyPassword(auth.user.passwordHash, input.password))) throw new TesseraError('invalid_credentials');
-  } else if ((await verifySecondFactor(ctx, auth.user, input.code ?? '')) === null) {
+  } else if (!isRightFactor(await verifySecondFactor(ctx, auth.user, input.code ?? ''))) {
     await auditFailure(ctx, auth.user, input.client, 'wrong_code');
     throw new TesseraError('invalid_code');
   }
@@ -108,43 +117,78 @@ export async function completeMfaLogin(ctx: AuthContext, input: { mfaToken: stri
   const tokenHash = accountTokenHash(input.mfaToken);
   const now = new Date(ctx.now());
   const found = await ctx.store.secondFactors.liveChallenge(tokenHash, now, MFA_MAX_FAILURES);
-  if (!found || found.user.passwordHash !== found.challenge.passwordHash) throw dead();
-  const { user } = found;
-  if (user.disabledAt) throw new TesseraError('account_disabled');
-  const refund = await takePasswordAttempt(ctx, input.client, user, user.username);
-  if ((await verifySecondFactor(ctx, user, input.code)) === null) {
-    await ctx.store.secondFactors.failChallenge({ tokenHash, user, now, client: input.client });
-    throw new TesseraError('invalid_code');
+  if (!found) throw dead();
+  // Counted before the code is looked at, so that guesses are bounded per account.
+  const refund = await takePasswordAttempt(ctx, input.client, found.user, found.user.username);
+  let locked = false;
+  const outcome = await ctx.store.secondFactors.completeChallenge({
+    tokenHash,
+    now,
+    maxFailures: MFA_MAX_FAILURES,
+    client: input.client,
+    check: async (tx, user) => {
+      const kind = await verifySecondFactor(ctx, user, input.code, tx);
+      locked = kind === 'locked';
+      return isRightFactor(kind);
+    },
+  });
+  switch (outcome.kind) {
+    case 'dead':
+      throw dead();
+    case 'disabled':
+      throw new TesseraError('account_disabled');
+    case 'wrong':
+      if (outcome.factorFailures === TOTP_LOCKOUT_FAILURES) {
+        notifyOwner(
+          ctx,
+          outcome.user,
+          `Someone who knows the password of your Tessera account entered ${TOTP_LOCKOUT_FAILURES} wrong codes. Codes from your authenticator app are refused until you sign in with a recovery code or reset your password. Please change your password.`,
+        );
+      }
+      throw new TesseraError(
+        'invalid_code',
+        locked ? 'Too many wrong codes: your authenticator app is locked. Use a recovery code, or reset your password.' : undefined,
+      );
+    case 'right':
+      refund();
+      return openSession(ctx, outcome.user, input.client, ['pwd', 'otp'], input.dpopJkt);
   }
-  refund();
-  if (!(await ctx.store.secondFactors.consumeChallenge(tokenHash, now, MFA_MAX_FAILURES))) throw dead();
-  return openSession(ctx, user, input.client, ['pwd', 'otp'], input.dpopJkt);
 }
 
 /**
  * Checks a second factor: a 6-digit TOTP code (a step at most once) or a recovery
- * code (each once). Returns which one it was, or null.
+ * code (each once). Returns which one it was, `locked` for a TOTP code while the app
+ * is locked by wrong codes (recovery codes still work), or null. With `tx`, the code
+ * is spent in that transaction.
  */
-export async function verifySecondFactor(ctx: AuthContext, user: UserRecord, code: string): Promise<'totp' | 'recovery_code' | null> {
+export async function verifySecondFactor(ctx: AuthContext, user: UserRecord, code: string, tx?: Queryable): Promise<'totp' | 'recovery_code' | 'locked' | null> {
   const compact = code.replace(/[\s-]/g, '').toLowerCase();
-  if (/^\d{6}$/.test(compact)) return (await checkTotp(ctx, user, compact, true)) ? 'totp' : null;
+  if (/^\d{6}$/.test(compact)) {
+    const factor = await ctx.store.secondFactors.totp(user.id, tx);
+    if (factor && factor.failures >= TOTP_LOCKOUT_FAILURES) return 'locked';
+    return (await checkTotp(ctx, user, compact, true, tx)) ? 'totp' : null;
+  }
   if (/^[a-z2-7]{16}$/.test(compact)) {
-    return (await ctx.store.secondFactors.useRecoveryCode(user.id, recoveryCodeHash(compact), new Date(ctx.now()))) ? 'recovery_code' : null;
+    return (await ctx.store.secondFactors.useRecoveryCode(user.id, recoveryCodeHash(compact), new Date(ctx.now()), tx)) ? 'recovery_code' : null;
   }
   return null;
 }
 
 /** A code from the previous, current or next 30 s step, each step accepted once per user. */
-async function checkTotp(ctx: AuthContext, user: UserRecord, code: string, confirmed: boolean): Promise<boolean> {
+async function checkTotp(ctx: AuthContext, user: UserRecord, code: string, confirmed: boolean, tx?: Queryable): Promise<boolean> {
   if (!/^\d{6}$/.test(code)) return false;
-  const factor = await ctx.store.secondFactors.totp(user.id);
+  const factor = await ctx.store.secondFactors.totp(user.id, tx);
   if (!factor || (factor.confirmedAt !== null) !== confirmed) return false;
   const opened = await openSecret(factor.secret, ctx.config.keyEncryptionKey, `the TOTP secret of user ${user.id}`);
   const secret = Secret.fromBase32(String(opened.totp));
   const counter = TOTP.counter({ period: TOTP_PARAMETERS.period, timestamp: ctx.now() });
   const delta = HOTP.validate({ token: code, secret, algorithm: TOTP_PARAMETERS.algorithm, digits: TOTP_PARAMETERS.digits, counter, window: 1 });
   if (delta === null) return false;
-  return ctx.store.secondFactors.takeTotpStep(user.id, counter + delta, confirmed);
+  return ctx.store.secondFactors.takeTotpStep(user.id, counter + delta, confirmed, tx);
+}
+
+function isRightFactor(kind: Awaited<ReturnType<typeof verifySecondFactor>>): boolean {
+  return kind === 'totp' || kind === 'recovery_code';
 }
 
 /** 80 random bits as 16 base32 letters, grouped by four for reading aloud. */

@@ -1,7 +1,7 @@
 import type { Database, Queryable } from './database.js';
 import type { ClientInfo, NewAccountToken, UserRecord } from './records.js';
 import { toUser, type UserRow } from './rows.js';
-import { type AuditBase, insertAccountToken, voidResetTokens } from './users_store.js';
+import { type AuditBase, insertAccountToken, unlockSecondFactor, voidResetTokens } from './users_store.js';
 import { clientAudit, type Writer } from './writer.js';
 
 /**
@@ -48,6 +48,7 @@ export class AccountTokensStore {
       const { rows } = await tx.query<UserRow>('UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 RETURNING *', [userId, input.passwordHash, input.now]);
       const user = toUser(rows[0]!);
       await voidResetTokens(tx, user.id, input.now);
+      await unlockSecondFactor(tx, user.id);
       const base = { userId: user.id, username: user.username, ...clientAudit(input.client) };
       await log({ ...base, event: 'password.reset', outcome: 'success' });
       const revoked = await revoke('user_id = $1', [user.id], 'password_reset');

@@ -273,6 +273,15 @@ ALTER TABLE sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{pwd}';
 ALTER TABLE sessions ADD COLUMN dpop_jkt text;
 `,
   },
+  {
+    version: 10,
+    name: 'consecutive wrong second-factor codes per user',
+    sql: `
+-- Wrong codes at the login step since the last right one, across every mfa_token:
+-- past a bound the authenticator app is locked until a recovery code or a new password.
+ALTER TABLE totp_factors ADD COLUMN failures integer NOT NULL DEFAULT 0;
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

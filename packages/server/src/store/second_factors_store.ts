@@ -1,4 +1,4 @@
-import type { Database } from './database.js';
+import type { Database, Queryable } from './database.js';
 import type { ClientInfo, UserRecord } from './records.js';
 import { toUser, type UserRow } from './rows.js';
 import type { AuditBase } from './users_store.js';
@@ -11,6 +11,8 @@ export interface TotpFactor {
   createdAt: Date;
   confirmedAt: Date | null;
   lastStep: number | null;
+  /** Wrong codes at the login step since the last right one. */
+  failures: number;
 }
 
 /** The step between a right password and a second factor. */
@@ -27,6 +29,7 @@ interface TotpRow {
   created_at: Date;
   confirmed_at: Date | null;
   last_step: string | null;
+  failures: number;
 }
 
 /**
@@ -42,10 +45,19 @@ export class SecondFactorsStore {
     this.#writer = writer;
   }
 
-  async totp(userId: string): Promise<TotpFactor | null> {
-    const { rows } = await this.#db.query<TotpRow>('SELECT * FROM totp_factors WHERE user_id = $1', [userId]);
+  async totp(userId: string, tx: Queryable = this.#db): Promise<TotpFactor | null> {
+    const { rows } = await tx.query<TotpRow>('SELECT * FROM totp_factors WHERE user_id = $1', [userId]);
     const r = rows[0];
-    return r ? { userId: r.user_id, secret: r.secret, createdAt: r.created_at, confirmedAt: r.confirmed_at, lastStep: r.last_step === null ? null : Number(r.last_step) } : null;
+    return r
+      ? {
+          userId: r.user_id,
+          secret: r.secret,
+          createdAt: r.created_at,
+          confirmedAt: r.confirmed_at,
+          lastStep: r.last_step === null ? null : Number(r.last_step),
+          failures: r.failures,
+        }
+      : null;
   }
 
   /** Whether the user has a confirmed second factor (logins then need a code). */
@@ -69,8 +81,8 @@ export class SecondFactorsStore {
    * Accepts a TOTP code's step once: true when `step` is after the last step accepted
    * (and the factor is as expected: confirmed, or still unconfirmed for the enrolment).
    */
-  async takeTotpStep(userId: string, step: number, confirmed: boolean): Promise<boolean> {
-    const { rowCount } = await this.#db.query(
+  async takeTotpStep(userId: string, step: number, confirmed: boolean, tx: Queryable = this.#db): Promise<boolean> {
+    const { rowCount } = await tx.query(
       `UPDATE totp_factors SET last_step = $2
         WHERE user_id = $1 AND (last_step IS NULL OR last_step < $2) AND (confirmed_at IS NOT NULL) = $3`,
       [userId, step, confirmed],
@@ -103,8 +115,8 @@ export class SecondFactorsStore {
   }
 
   /** Uses a recovery code once; true when it was the user's and unused. */
-  async useRecoveryCode(userId: string, codeHash: string, now: Date): Promise<boolean> {
-    const { rowCount } = await this.#db.query(
+  async useRecoveryCode(userId: string, codeHash: string, now: Date, tx: Queryable = this.#db): Promise<boolean> {
+    const { rowCount } = await tx.query(
       'UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL',
       [userId, codeHash, now],
     );
@@ -136,21 +148,45 @@ export class SecondFactorsStore {
     return { user: toUser(r), challenge: { userId: r.id, passwordHash: r.c_password_hash, expiresAt: r.c_expires_at, failures: r.c_failures } };
   }
 
-  /** Counts a wrong code against the challenge, with an `mfa.failed` row. */
-  async failChallenge(input: { tokenHash: string; user: UserRecord; now: Date; client: ClientInfo }): Promise<void> {
-    await this.#writer.write(input.now, async (tx, log) => {
+  /**
+   * The login's second step, in one transaction on the locked challenge row: the
+   * code is checked (and spent, by `check` on the same transaction) only while the
+   * challenge is live, so requests racing with one `mfa_token` are served one at a
+   * time: a loser finds the challenge used or worn out before it touches any code,
+   * and no more than `maxFailures` wrong codes are ever checked against it. A wrong
+   * code counts against the challenge and against the user's factor (consecutive
+   * failures, across challenges); a right one clears the latter.
+   */
+  async completeChallenge(input: {
+    tokenHash: string;
+    now: Date;
+    maxFailures: number;
+    client: ClientInfo;
+    check: (tx: Queryable, user: UserRecord) => Promise<boolean>;
+  }): Promise<{ kind: 'dead' } | { kind: 'disabled' } | { kind: 'wrong'; user: UserRecord; factorFailures: number } | { kind: 'right'; user: UserRecord }> {
+    return this.#writer.write(input.now, async (tx, log) => {
+      const { rows } = await tx.query<UserRow & { c_password_hash: string }>(
+        `SELECT u.*, c.password_hash AS c_password_hash
+           FROM mfa_challenges c JOIN users u ON u.id = c.user_id
+          WHERE c.token_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2 AND c.failures < $3
+          FOR UPDATE OF c`,
+        [input.tokenHash, input.now, input.maxFailures],
+      );
+      const r = rows[0];
+      // A password changed since the password step kills the step too.
+      if (!r || r.password_hash !== r.c_password_hash) return { kind: 'dead' as const };
+      const user = toUser(r);
+      if (user.disabledAt) return { kind: 'disabled' as const };
+      if (await input.check(tx, user)) {
+        await tx.query('UPDATE mfa_challenges SET used_at = $2 WHERE token_hash = $1', [input.tokenHash, input.now]);
+        await tx.query('UPDATE totp_factors SET failures = 0 WHERE user_id = $1 AND failures <> 0', [user.id]);
+        return { kind: 'right' as const, user };
+      }
       await tx.query('UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1', [input.tokenHash]);
-      await log({ ...clientAudit(input.client), event: 'mfa.failed', outcome: 'failure', userId: input.user.id, username: input.user.username, reason: 'wrong_code' });
+      const counted = await tx.query<{ failures: number }>('UPDATE totp_factors SET failures = failures + 1 WHERE user_id = $1 RETURNING failures', [user.id]);
+      await log({ ...clientAudit(input.client), event: 'mfa.failed', outcome: 'failure', userId: user.id, username: user.username, reason: 'wrong_code' });
+      return { kind: 'wrong' as const, user, factorFailures: counted.rows[0]?.failures ?? 0 };
     });
-  }
-
-  /** Uses a challenge for its one success; false when it is no longer live (raced, expired, worn out). */
-  async consumeChallenge(tokenHash: string, now: Date, maxFailures: number): Promise<boolean> {
-    const { rowCount } = await this.#db.query(
-      'UPDATE mfa_challenges SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND failures < $3',
-      [tokenHash, now, maxFailures],
-    );
-    return rowCount === 1;
   }
 
   /** Deletes challenges that expired before `before`. */

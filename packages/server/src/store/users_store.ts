@@ -123,6 +123,7 @@ export class UsersStore {
       const kept = await tx.query('SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL', [input.keepSessionId]);
       if (kept.rowCount === 0) throw new TesseraError('token_revoked');
       await voidResetTokens(tx, input.userId, input.now);
+      await unlockSecondFactor(tx, input.userId);
       const base = { userId: input.userId, username: input.username, ...clientAudit(input.client) };
       await log({ ...base, event: 'password.changed', outcome: 'success', sessionId: input.keepSessionId });
       const revoked = await revoke('user_id = $1 AND id <> $2', [input.userId, input.keepSessionId], 'password_changed');
@@ -145,6 +146,7 @@ export class UsersStore {
       if (!rows[0]) return null;
       const user = toUser(rows[0]);
       await voidResetTokens(tx, user.id, input.now);
+      await unlockSecondFactor(tx, user.id);
       const base = { ...input.audit, userId: user.id, username: user.username };
       await log({ ...base, event: 'password.changed', outcome: 'success', reason: 'set by an operator' });
       const revoked = await revoke('user_id = $1', [user.id], 'password_changed');
@@ -339,6 +341,11 @@ async function ensureAdminLeft(tx: Queryable, guard: AdminGuard): Promise<void> 
 /** A new password makes every reset link still out worthless. */
 export async function voidResetTokens(tx: Queryable, userId: string, now: Date): Promise<void> {
   await tx.query(`UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL`, [userId, now]);
+}
+
+/** A new password unlocks an authenticator app locked by wrong codes: whoever guessed them knew the old password. */
+export async function unlockSecondFactor(tx: Queryable, userId: string): Promise<void> {
+  await tx.query('UPDATE totp_factors SET failures = 0 WHERE user_id = $1 AND failures <> 0', [userId]);
 }
 
 function uniqueError(error: unknown): unknown {
