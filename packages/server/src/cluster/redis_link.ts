@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { type DpopReplayCache, memoryReplayCache } from '@tessera/verify';
 import type { Logger } from 'pino';
@@ -103,18 +104,23 @@ export class RedisLink {
 
   /**
    * DPoP proof ids seen by any instance (SET NX with a TTL): a proof replayed to
-   * another instance is refused too. While Redis is down, this instance's own memory
-   * answers, so a replay to a different instance within the window may pass then.
+   * another instance is refused too. Every id is remembered in this instance's memory
+   * as well, so a Redis outage forgets nothing this instance saw; while Redis is down,
+   * a replay to a different instance within the window may pass. Keys are stored as a
+   * fixed-size hash, whatever length of `jti` a client sends.
    */
   replayCache(): DpopReplayCache {
     const local = memoryReplayCache();
     return {
       remember: async (key, ttlMs, now) => {
+        const fresh = await local.remember(key, ttlMs, now);
         try {
-          return (await this.#command.set(`tessera:dpop:${key}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+          const digest = createHash('sha256').update(key).digest('base64url').slice(0, 22);
+          const shared = (await this.#command.set(`tessera:dpop:${digest}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+          return fresh && shared;
         } catch {
           this.#markDown();
-          return local.remember(key, ttlMs, now);
+          return fresh;
         }
       },
     };
