@@ -291,6 +291,23 @@ describe('passkeys (WebAuthn): register, list, rename, remove, and sign in with 
     assert.notDeepEqual((await loginOptions(unknown)).body.allowCredentials, (await loginOptions(`${unknown}x`)).body.allowCredentials);
   });
 
+  test('answering a name’s login options with another account’s passkey is refused alike for real, passkey-less and unknown names', async () => {
+    const attacker = await withPasskey();
+    const victim = await withPasskey();
+    const without = await signUp(t);
+    const answers = [];
+    for (const name of [victim.username, without.username, uniqueName('nobody')]) {
+      const options = (await loginOptions(name)).body;
+      const response = attacker.authn.authenticate(options, { credentialId: attacker.authn.credentialIds[0] });
+      const res = await t.call('POST', '/auth/passkeys/login', { body: { response } });
+      answers.push({ status: res.status, body: res.body });
+    }
+    assert.equal(answers[0]!.status, 401);
+    assert.deepEqual(answers[1], answers[0], 'an account without passkeys answers as one with');
+    assert.deepEqual(answers[2], answers[0], 'an unknown name answers as a real one');
+    assert.equal((await passkeyLogin(attacker.authn)).res.status, 200, 'discoverable options still take any passkey');
+  });
+
   test('a replayed assertion is refused, and so is a new one for a used challenge; nothing changes', async () => {
     const user = await withPasskey();
     const { res, response, options } = await passkeyLogin(user.authn);

@@ -186,7 +186,7 @@ export async function passkeyLoginOptions(ctx: AuthContext, input: { username?: 
     timeout: PASSKEY_CHALLENGE_TTL_SECONDS * 1000,
     userVerification: REQUIRE_USER_VERIFICATION ? 'required' : 'preferred',
   });
-  await storeChallenge(ctx, options.challenge, 'authentication', userId);
+  await storeChallenge(ctx, options.challenge, 'authentication', userId, input.username !== undefined);
   return options;
 }
 
@@ -217,7 +217,9 @@ export async function loginWithPasskey(
   const passkey = CREDENTIAL_ID_SHAPE.test(input.response.id) ? await ctx.store.passkeys.findByCredentialId(input.response.id) : null;
   const user = passkey ? await ctx.store.users.findById(passkey.userId) : null;
   if (!passkey || !user) throw await failed('passkey_unknown', null);
-  if (live.userId !== null && live.userId !== user.id) throw await failed('passkey_challenge', user, staleCeremony());
+  // Options asked for a name answer only to that account's passkeys, and to none when
+  // the name is unknown: the same refusal either way, so no name is confirmed.
+  if ((live.userId !== null || live.named) && live.userId !== user.id) throw await failed('passkey_challenge', user, staleCeremony());
   // A discoverable credential says whose it is: that must be the user it is registered to.
   const handle = input.response.response.userHandle;
   if (handle !== undefined && handle !== null && handle !== Buffer.from(userHandleBytes(user.id)).toString('base64url')) {
@@ -303,9 +305,9 @@ export function checkPasskeyName(name: string): string {
   return name;
 }
 
-async function storeChallenge(ctx: AuthContext, challenge: string, purpose: 'registration' | 'authentication', userId: string | null): Promise<void> {
+async function storeChallenge(ctx: AuthContext, challenge: string, purpose: 'registration' | 'authentication', userId: string | null, named = false): Promise<void> {
   const now = ctx.now();
-  await ctx.store.passkeys.createChallenge({ challenge, purpose, userId, now: new Date(now), expiresAt: new Date(now + PASSKEY_CHALLENGE_TTL_SECONDS * 1000) });
+  await ctx.store.passkeys.createChallenge({ challenge, purpose, userId, named, now: new Date(now), expiresAt: new Date(now + PASSKEY_CHALLENGE_TTL_SECONDS * 1000) });
 }
 
 /** The challenge a response answers, read from its client data; null when there is none of our shape. */

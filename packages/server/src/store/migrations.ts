@@ -275,11 +275,16 @@ ALTER TABLE sessions ADD COLUMN dpop_jkt text;
   },
   {
     version: 10,
-    name: 'consecutive wrong second-factor codes per user',
+    name: 'second-factor lockout, passkey login options for a name',
     sql: `
 -- Wrong codes at the login step since the last right one, across every mfa_token:
 -- past a bound the authenticator app is locked until a recovery code or a new password.
 ALTER TABLE totp_factors ADD COLUMN failures integer NOT NULL DEFAULT 0;
+
+-- Login options asked for a username: only that account's passkeys may answer them,
+-- even when the name is unknown (user_id NULL), so that answering with another
+-- account's passkey cannot tell which names exist.
+ALTER TABLE webauthn_challenges ADD COLUMN named boolean NOT NULL DEFAULT false;
 `,
   },
 ];

@@ -115,7 +115,7 @@ export class PasskeysStore {
    * Stores a challenge (base64url, as the options carry it). Sweeps a few expired ones
    * on the way, and keeps a user's open registration ceremonies to a handful.
    */
-  async createChallenge(input: { challenge: string; purpose: ChallengePurpose; userId: string | null; now: Date; expiresAt: Date }): Promise<void> {
+  async createChallenge(input: { challenge: string; purpose: ChallengePurpose; userId: string | null; named?: boolean; now: Date; expiresAt: Date }): Promise<void> {
     await this.#writer.write(input.now, async (tx) => {
       // SKIP LOCKED: concurrent sweeps take different rows and never wait on (or deadlock with) each other.
       await tx.query(
@@ -129,12 +129,13 @@ export class PasskeysStore {
           [input.userId, OPEN_REGISTRATIONS - 1],
         );
       }
-      await tx.query('INSERT INTO webauthn_challenges (challenge, purpose, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)', [
+      await tx.query('INSERT INTO webauthn_challenges (challenge, purpose, user_id, created_at, expires_at, named) VALUES ($1, $2, $3, $4, $5, $6)', [
         input.challenge,
         input.purpose,
         input.userId,
         input.now,
         input.expiresAt,
+        input.named ?? false,
       ]);
     });
   }
@@ -143,12 +144,13 @@ export class PasskeysStore {
    * A live challenge for `purpose` and the user it is bound to (null: anyone's), or
    * null when it is unknown, used or expired. Looks only: it is consumed with the change.
    */
-  async liveChallenge(challenge: string, purpose: ChallengePurpose, now: Date): Promise<{ userId: string | null } | null> {
-    const { rows } = await this.#db.query<{ user_id: string | null }>(
-      'SELECT user_id FROM webauthn_challenges WHERE challenge = $1 AND purpose = $2 AND expires_at > $3',
+  async liveChallenge(challenge: string, purpose: ChallengePurpose, now: Date): Promise<{ userId: string | null; named?: true } | null> {
+    const { rows } = await this.#db.query<{ user_id: string | null; named: boolean }>(
+      'SELECT user_id, named FROM webauthn_challenges WHERE challenge = $1 AND purpose = $2 AND expires_at > $3',
       [challenge, purpose, now],
     );
-    return rows[0] ? { userId: rows[0].user_id } : null;
+    const row = rows[0];
+    return row ? { userId: row.user_id, ...(row.named ? { named: true as const } : {}) } : null;
   }
 
   /**
