@@ -113,7 +113,9 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   const jkt = await calculateJwkThumbprint(jwk, 'sha256');
   if (check.expectedJkt !== undefined && jkt !== check.expectedJkt) return refuse('signed by another key than the one the token is bound to');
   // Last, so a proof refused for another reason does not use up its jti.
-  if (!(await check.replay.remember(`${jkt}:${jti}`, 2 * DPOP_MAX_AGE_SECONDS * 1000, check.now))) return refuse('jti already used (a replay)');
+  // A fixed-size key (128 bits of a hash), whatever length of jti the client chose: the cache's memory is bounded by its entry count.
+  const replayKey = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${jkt}:${jti}`))).slice(0, 16));
+  if (!(await check.replay.remember(replayKey, 2 * DPOP_MAX_AGE_SECONDS * 1000, check.now))) return refuse('jti already used (a replay)');
   return { jkt };
 }
 
