@@ -135,3 +135,23 @@ describe('sender-constrained sessions (DPoP, RFC 9449)', () => {
     assert.equal((await withProof.json()).token_type, 'DPoP');
   });
 });
+
+describe('DPoP proofs at login and the address limit', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ rateLimit: 'ip=5/1m,user=100/1m' });
+  });
+  after(() => t?.close());
+
+  test('a client over its limit gets 429 before its proof is looked at: a flood cannot fill the replay cache', async () => {
+    const cache = t.server.context.dpopReplay as unknown as { size: number };
+    const key = await dpopKey(t);
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const res = await t.call('POST', '/auth/login', { headers: { dpop: await key.proof('POST', '/auth/login') }, body: { username: 'nobody-here', password: 'wrong password' } });
+      statuses.push(res.status);
+    }
+    assert.deepEqual(statuses, [...Array(5).fill(401), ...Array(7).fill(429)]);
+    assert.equal(cache.size, 5, 'only the proofs of requests within the limit were remembered');
+  });
+});

@@ -2,6 +2,7 @@ import { TesseraError } from '@tessera/protocol';
 import { verifyDpopProof } from '@tessera/verify';
 import type { ClientInfo } from '../store/records.js';
 import type { AuthContext } from './context.js';
+import { checkIpAllowance } from './rate_limits.js';
 
 /** What a request says about DPoP: its proof header (if any), method and absolute URL. */
 export interface DpopRequest {
@@ -18,6 +19,8 @@ export interface DpopRequest {
  */
 export async function bindingKey(ctx: AuthContext, dpop: DpopRequest | undefined, client: ClientInfo): Promise<string | undefined> {
   if (dpop?.proof === undefined) return undefined;
+  // Any key makes a valid proof here: a client over its limit must not get to fill the replay cache.
+  await checkIpAllowance(ctx, client);
   return (await checkProof(ctx, dpop, { client })).jkt;
 }
 

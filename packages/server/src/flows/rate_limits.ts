@@ -20,6 +20,20 @@ export async function checkIpLimit(ctx: AuthContext, client: ClientInfo): Promis
 }
 
 /**
+ * Throws `rate_limited` when the client's address is over its limit, without
+ * counting this request (the flow it leads to counts it). For work that must not run
+ * for a limited client before the flow's own check, such as verifying a login's DPoP
+ * proof, which would remember its `jti`.
+ */
+export async function checkIpAllowance(ctx: AuthContext, client: ClientInfo): Promise<void> {
+  const now = ctx.now();
+  const key = `ip:${addressGroup(client.ip)}`;
+  const wait = await ctx.limits.ip.consume(key, now);
+  if (wait > 0) await refuse(ctx, client, wait, key, 'ip limit', null);
+  await ctx.limits.ip.refund(key, now);
+}
+
+/**
  * Counts a password attempt against the account before the password is checked
  * (so parallel guesses cannot slip through while argon2 runs), and returns a
  * function that takes it back when the password was right: only failures count.
