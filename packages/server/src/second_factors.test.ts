@@ -82,6 +82,14 @@ describe('an authenticator app (TOTP) and recovery codes', () => {
     assert.deepEqual(failures.map((e) => e.reason), ['wrong_current_password', 'current_password_missing']);
   });
 
+  test('GET /auth/mfa says whether the app is on and how many recovery codes are left', async () => {
+    const plain = await signUp(t);
+    assert.deepEqual((await t.call('GET', '/auth/mfa', { token: plain.pair.access_token })).body, { totp: false, recovery_codes_left: 0 });
+    const user = await enrolled();
+    assert.deepEqual((await t.call('GET', '/auth/mfa', { token: user.pair.access_token })).body, { totp: true, recovery_codes_left: 10 });
+    assert.equal((await t.call('GET', '/auth/mfa')).status, 401);
+  });
+
   test('login: the password gives mfa_required; a code from the previous, current or next step signs in with amr pwd+otp; each step once', async () => {
     const user = await enrolled();
     for (const steps of [-1, 0, 1]) {

@@ -77,6 +77,32 @@ export function mfaRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
+  app.get(
+    '/auth/mfa',
+    {
+      schema: {
+        operationId: 'getMfa',
+        tags: ['mfa'],
+        summary: "The caller's second factors",
+        description: 'Whether an authenticator app is on (a confirmed TOTP factor), and how many recovery codes are left unused.',
+        security: bearerSecurity,
+        response: {
+          200: {
+            type: 'object',
+            properties: { totp: { type: 'boolean' }, recovery_codes_left: { type: 'integer', minimum: 0 } },
+            required: ['totp', 'recovery_codes_left'],
+          },
+          ...errorResponses('invalid_request', ...TOKEN_ERRORS, 'unavailable'),
+        },
+      },
+    },
+    async (request) => {
+      const caller = await auth(request);
+      const [totp, left] = await Promise.all([ctx.store.secondFactors.hasConfirmedTotp(caller.user.id), ctx.store.secondFactors.unusedRecoveryCodes(caller.user.id)]);
+      return { totp, recovery_codes_left: totp ? left : 0 };
+    },
+  );
+
   app.delete<{ Body: { code?: string; password?: string } }>(
     '/auth/mfa/totp',
     {
