@@ -3,6 +3,7 @@ import { useCallback, useEffect, useState } from 'react';
 import { Admin } from './Admin.js';
 import { type AuditRow, describeAgent, type SessionRow } from './api.js';
 import { EmailSettings } from './Email.js';
+import { Security } from './Security.js';
 
 /**
  * The example business API runs beside the auth server on :4001 (npm start): another
@@ -21,17 +22,20 @@ async function findApi(): Promise<string> {
   return `${location.origin}/auth/me`;
 }
 
-/** Signed in: the API demo, the email, sessions and recent events; and the Admin section for admins. */
+/** Signed in: the API demo, the email, sessions and recent events; Security; and the Admin section for admins. */
 export function Account({ client, session, emailVersion }: { client: AuthClient; session: Session; emailVersion: number }) {
+  // Bumped by Security when a change ends other sessions: the session list reloads.
+  const [changes, setChanges] = useState(0);
   return (
     <>
-      <SignedIn client={client} session={session} emailVersion={emailVersion} />
+      <SignedIn client={client} session={session} emailVersion={emailVersion} changes={changes} />
+      <Security client={client} onChanged={() => setChanges((n) => n + 1)} />
       {session.roles.includes('admin') && <Admin client={client} session={session} />}
     </>
   );
 }
 
-function SignedIn({ client, session, emailVersion }: { client: AuthClient; session: Session; emailVersion: number }) {
+function SignedIn({ client, session, emailVersion, changes }: { client: AuthClient; session: Session; emailVersion: number; changes: number }) {
   const [result, setResult] = useState<string>('Not called yet.');
   const [error, setError] = useState<string | null>(null);
   const [sessions, setSessions] = useState<SessionRow[]>([]);
@@ -53,6 +57,9 @@ function SignedIn({ client, session, emailVersion }: { client: AuthClient; sessi
     void load();
     void findApi().then(setApi);
   }, [load]);
+  useEffect(() => {
+    if (changes > 0) void load();
+  }, [changes, load]);
 
   const callApi = async () => {
     setError(null);
@@ -117,6 +124,11 @@ function SignedIn({ client, session, emailVersion }: { client: AuthClient; sessi
                 {' '}
                 · {s.ip ?? 'unknown address'} · last used {new Date(s.last_used_at).toLocaleString()}
               </span>
+              {s.dpop_bound && (
+                <span className="badge" title="A stolen token of this session is useless without this device's key (DPoP)">
+                  bound to its device key
+                </span>
+              )}
             </span>
             {!s.current && (
               <button type="button" className="small" onClick={() => void endSession(s.id)} aria-label={`End session on ${describeAgent(s.user_agent)}`}>

@@ -9,6 +9,9 @@ export function EmailSettings({ client, version }: { client: AuthClient; version
   const [sent, setSent] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  /** Set when the server wants the password before moving the address (why, in its words). */
+  const [needsPassword, setNeedsPassword] = useState<string | null>(null);
+  const [password, setPassword] = useState('');
 
   const load = useCallback(async () => {
     try {
@@ -32,13 +35,18 @@ export function EmailSettings({ client, version }: { client: AuthClient; version
     setSent(null);
     try {
       const address = email.trim();
-      const res = await client.fetch('/auth/email', jsonInit('POST', { email: address }));
+      const res = await client.fetch('/auth/email', jsonInit('POST', { email: address, ...(needsPassword !== null ? { current_password: password } : {}) }));
       if (res.ok) {
         setSent(`We sent a verification link to ${address}. Open it to verify your email.`);
         setEmail('');
+        setPassword('');
+        setNeedsPassword(null);
         await load();
       } else {
-        setError((await readError(res)).message);
+        const { code, message } = await readError(res);
+        // Reset links go to this address: moving it can need the password again.
+        if (code === 'invalid_credentials' && needsPassword === null) setNeedsPassword(message);
+        else setError(message);
       }
     } catch {
       setError(NETWORK_ERROR);
@@ -75,6 +83,13 @@ export function EmailSettings({ client, version }: { client: AuthClient; version
             Save email
           </button>
         </div>
+        {needsPassword !== null && (
+          <>
+            <p className="hint">{needsPassword}</p>
+            <label htmlFor="email-password">Your password, to move your address</label>
+            <input id="email-password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
+          </>
+        )}
       </form>
       {sent && (
         <p className="notice" role="status">

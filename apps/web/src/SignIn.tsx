@@ -10,6 +10,9 @@ export function SignIn({ client, onSignedIn, onUsername }: { client: AuthClient;
   const [email, setEmail] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  /** After a right password for an account with a second factor: the code step. */
+  const [needsCode, setNeedsCode] = useState(false);
+  const [code, setCode] = useState('');
 
   const run = async (action: 'login' | 'register') => {
     setBusy(true);
@@ -27,11 +30,79 @@ export function SignIn({ client, onSignedIn, onUsername }: { client: AuthClient;
       await client.login(username, password);
       onSignedIn();
     } catch (e) {
+      if (e instanceof AuthClientError && e.code === 'mfa_required') {
+        setNeedsCode(true);
+        return;
+      }
       setError(e instanceof AuthClientError ? e.message : NETWORK_ERROR);
     } finally {
       setBusy(false);
     }
   };
+
+  const withPasskey = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      // No name asked: the browser offers the passkeys it holds for this site.
+      await client.loginWithPasskey();
+      onSignedIn();
+    } catch (e) {
+      const cancelled = e instanceof Error && e.name === 'NotAllowedError';
+      setError(cancelled ? 'The passkey prompt was closed or timed out.' : e instanceof Error && e.message ? e.message : NETWORK_ERROR);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const submitCode = async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await client.completeMfa(code.trim());
+      onSignedIn();
+    } catch (e) {
+      if (e instanceof AuthClientError && e.code === 'invalid_token') {
+        // The step wore out (five wrong codes, or five minutes): start again from the password.
+        setNeedsCode(false);
+        setCode('');
+      }
+      setError(e instanceof AuthClientError ? e.message : NETWORK_ERROR);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (needsCode) {
+    return (
+      <form className="card" onSubmit={(e) => void submitCode(e)} aria-labelledby="code-title">
+        <h2 id="code-title">Two-step sign-in</h2>
+        <p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>
+        <label htmlFor="mfa-code">Code</label>
+        <input id="mfa-code" name="code" autoComplete="one-time-code" required value={code} onChange={(e) => setCode(e.target.value)} />
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <div className="actions">
+          <button type="submit" className="primary" disabled={busy}>
+            Verify
+          </button>
+          <button
+            type="button"
+            onClick={() => {
+              setNeedsCode(false);
+              setError(null);
+            }}
+          >
+            Back
+          </button>
+        </div>
+      </form>
+    );
+  }
   const submit = (event: FormEvent) => {
     event.preventDefault();
     void run('login');
@@ -81,6 +152,11 @@ export function SignIn({ client, onSignedIn, onUsername }: { client: AuthClient;
         </button>
         <button type="button" disabled={busy} onClick={() => void run('register')}>
           Create account
+        </button>
+      </div>
+      <div className="actions">
+        <button type="button" disabled={busy} onClick={() => void withPasskey()}>
+          Sign in with a passkey
         </button>
       </div>
     </form>

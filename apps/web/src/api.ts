@@ -17,6 +17,8 @@ export interface SessionRow {
   user_agent: string | null;
   ip: string | null;
   current?: boolean;
+  /** Its tokens are bound to the key of the device that signed in (DPoP). */
+  dpop_bound?: boolean;
 }
 
 export interface AuditRow {

@@ -25,6 +25,11 @@ export interface PasskeyLoginOptions {
 export interface AddPasskeyOptions {
   /** 1 to 64 printable characters; the server names it `Passkey N` without one. */
   name?: string;
+  /**
+   * The account's password: the server asks for it (401 `invalid_credentials`) when
+   * the session signed in more than 10 minutes ago.
+   */
+  currentPassword?: string;
 }
 
 /** The two WebAuthn ceremonies, as `@simplewebauthn/browser` runs them. */
@@ -77,7 +82,7 @@ export async function passkeyAssertion(calls: PasskeyCalls, options: PasskeyLogi
  * `navigator.credentials.create()`, and the new credential sent back.
  */
 export async function addPasskey(calls: PasskeyCalls, options: AddPasskeyOptions = {}): Promise<Passkey> {
-  const res = await calls.post('/auth/passkeys/register/options');
+  const res = await calls.post('/auth/passkeys/register/options', options.currentPassword === undefined ? undefined : { current_password: options.currentPassword });
   if (!res.ok) throw await calls.failure(res);
   const optionsJSON = (await res.json()) as PublicKeyCredentialCreationOptionsJSON;
   const { startRegistration } = await loadCeremonies();
