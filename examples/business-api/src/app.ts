@@ -14,6 +14,12 @@ export interface BusinessApiOptions {
   feedSecret?: string;
   /** Browser origins allowed to call this API (the web app). Default: the auth server's. */
   corsOrigins?: string[];
+  /**
+   * The URL browsers use to reach this API (e.g. `https://api.example.com`): DPoP proofs
+   * name it (`htu`), and behind a proxy the request's own `Host` may say otherwise.
+   * Default: the request's `Host`.
+   */
+  publicUrl?: string;
   clock?: () => number;
 }
 
@@ -38,8 +44,14 @@ export async function buildBusinessApi(options: BusinessApiOptions = {}): Promis
 
   const app = Fastify({ logger: false });
   const origins = options.corsOrigins ?? sameHostOrigins([issuer, authUrl]);
-  await app.register(cors, { origin: origins, allowedHeaders: ['authorization', 'content-type'], maxAge: 600 });
-  await app.register(tesseraAuth, { verifier });
+  await app.register(cors, {
+    origin: origins,
+    // DPoP: the proof goes in its own header, and a refusal's reasons in WWW-Authenticate (and a server nonce, if any).
+    allowedHeaders: ['authorization', 'content-type', 'dpop'],
+    exposedHeaders: ['www-authenticate', 'dpop-nonce'],
+    maxAge: 600,
+  });
+  await app.register(tesseraAuth, { verifier, ...(options.publicUrl ? { publicUrl: options.publicUrl } : {}) });
   app.addHook('onClose', async () => verifier.close());
 
   app.get('/api/public', async () => ({ message: 'Anyone can read this.' }));

@@ -8,6 +8,7 @@ const app = await buildBusinessApi({
   authUrl: process.env.TESSERA_AUTH_URL,
   audience: process.env.TESSERA_AUDIENCE,
   feedSecret: process.env.TESSERA_FEED_SECRET || undefined,
+  publicUrl: process.env.PUBLIC_URL || undefined,
 });
 await app.listen({ port, host });
 process.stdout.write(`Example business API listening on http://${host}:${port} (GET /api/public, /api/profile, /api/admin)\n`);

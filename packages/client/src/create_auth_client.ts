@@ -1,3 +1,4 @@
+import { type DpopSigner, dpopSigner, indexedDbKeyPair, memoryKeyPair } from './dpop.js';
 import { type AddPasskeyOptions, addPasskey, type Passkey, type PasskeyCalls, type PasskeyLoginOptions, passkeyAssertion } from './passkeys.js';
 import { TabChannel } from './tab_channel.js';
 
@@ -39,6 +40,16 @@ export interface AuthClientOptions {
   crossTab?: boolean;
   /** The `fetch` to use. Default `globalThis.fetch`. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Bind the session to a key this client holds (DPoP, RFC 9449): login sends a proof,
+   * and every refresh and every request with the access token needs a fresh one by the
+   * same key, so a copied refresh or access token is worthless on its own. `true` in
+   * browsers by default: an ECDSA P-256 key generated with WebCrypto, non-extractable,
+   * kept in IndexedDB (it survives reloads, and the tabs of one origin share it). In
+   * Node, off by default; `true` makes a key in memory, or give `{ keyPair }` (its
+   * private key should be non-extractable).
+   */
+  dpop?: boolean | { keyPair: CryptoKeyPair };
 }
 
 /** Who is signed in, from the access token's claims. */
@@ -162,6 +173,11 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
   const margin = (options.refreshMargin ?? 30) * 1000;
   const listeners = new Map<keyof AuthEvents, Set<(value: never) => void>>();
   const tabs = options.crossTab === false ? undefined : TabChannel.open(`tessera:${base}`);
+  const dpop = resolveDpop(options.dpop, base, inBrowser);
+  /** The server's clock minus ours (ms), from its `Date` header: proofs carry the server's time. */
+  let clockOffset = 0;
+  /** The latest `DPoP-Nonce` of each origin (RFC 9449 §8). */
+  const nonces = new Map<string, string>();
 
   let accessToken: string | null = null;
   let session: Session | null = null;
@@ -221,16 +237,64 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     }
   });
 
-  async function call(path: string, init: RequestInit & { json?: unknown; bearer?: string } = {}): Promise<Response> {
-    const headers = new Headers(init.headers);
-    if (init.json !== undefined) headers.set('content-type', 'application/json');
-    if (init.bearer) headers.set('authorization', `Bearer ${init.bearer}`);
-    return http(`${base}${path}`, {
-      ...init,
-      headers,
-      body: init.json === undefined ? init.body : JSON.stringify(init.json),
-      credentials: 'include',
-    });
+  /**
+   * A request to the auth server. With `proof`, a DPoP proof goes along (and the bound
+   * access token as `DPoP`); a proof refused for a reason a retry can fix (a new server
+   * nonce, or our clock found off) is made again, once.
+   */
+  async function call(path: string, init: RequestInit & { json?: unknown; bearer?: string; proof?: boolean } = {}): Promise<Response> {
+    const url = `${base}${path}`;
+    const withProof = dpop !== undefined && init.proof === true;
+    // Only a bound access token goes as `DPoP` (with its hash in the proof); a refresh token is always `Bearer`.
+    const boundAccess = withProof && init.bearer !== undefined && init.bearer === accessToken && isBound(init.bearer) ? init.bearer : undefined;
+    const send = async () => {
+      const headers = new Headers(init.headers);
+      if (init.json !== undefined) headers.set('content-type', 'application/json');
+      if (init.bearer) headers.set('authorization', `${boundAccess ? 'DPoP' : 'Bearer'} ${init.bearer}`);
+      if (withProof) headers.set('dpop', await proofFor(init.method ?? 'GET', url, boundAccess));
+      return http(url, { ...init, headers, body: init.json === undefined ? init.body : JSON.stringify(init.json), credentials: 'include' });
+    };
+    const offsetBefore = clockOffset;
+    const first = await send();
+    observe(first, url);
+    if (!withProof || !(await proofRetryHelps(first, url, offsetBefore))) return first;
+    const second = await send();
+    observe(second, url);
+    return second;
+  }
+
+  /** Whether a token is bound to a key (its `cnf.jkt`). */
+  function isBound(token: string): boolean {
+    const cnf = decodeClaims(token).cnf as { jkt?: unknown } | undefined;
+    return typeof cnf?.jkt === 'string';
+  }
+
+  function proofFor(method: string, url: string, boundAccessToken?: string): Promise<string> {
+    const nonce = nonces.get(new URL(url).origin);
+    return dpop!.proof({ method, url, now: Date.now() + clockOffset, ...(boundAccessToken ? { accessToken: boundAccessToken } : {}), ...(nonce ? { nonce } : {}) });
+  }
+
+  /** Learns from a response of a trusted origin: its `DPoP-Nonce`, and (the auth server's) clock. */
+  function observe(response: Response, url: string): void {
+    const origin = new URL(url).origin;
+    const nonce = response.headers.get('dpop-nonce');
+    if (nonce) nonces.set(origin, nonce);
+    if (origin !== new URL(base).origin) return;
+    const date = Date.parse(response.headers.get('date') ?? '');
+    // Whole seconds only: keep the offset unless it is off by more than the header's precision.
+    if (Number.isFinite(date) && Math.abs(date - (Date.now() + clockOffset)) > 2000) clockOffset = date - Date.now();
+  }
+
+  /**
+   * A refused proof that a second one will fix: the server asked for its nonce
+   * (`use_dpop_nonce`), or our clock turned out to be off (the proof's `iat`).
+   */
+  async function proofRetryHelps(response: Response, url: string, offsetBefore: number): Promise<boolean> {
+    if (response.status !== 401 && response.status !== 400) return false;
+    const challenge = response.headers.get('www-authenticate') ?? '';
+    const code = (await errorCode(response)) ?? /error="([a-z_]+)"/.exec(challenge)?.[1];
+    if (code === 'use_dpop_nonce' || /use_dpop_nonce/.test(challenge)) return nonces.has(new URL(url).origin);
+    return code === 'invalid_dpop_proof' && Math.abs(clockOffset - offsetBefore) > 5000;
   }
 
   async function tokens(response: Response, receivedAt: number): Promise<Session> {
@@ -250,7 +314,7 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
       const receivedAt = Date.now();
       let response: Response;
       try {
-        response = await call('/auth/refresh', { method: 'POST', ...(refreshToken ? { bearer: refreshToken } : {}) });
+        response = await call('/auth/refresh', { method: 'POST', proof: true, ...(refreshToken ? { bearer: refreshToken } : {}) });
       } catch (error) {
         // The network, not the session, failed: keep the user signed in and let the caller retry.
         throw new AuthClientError('network_error', (error as Error).message, 0);
@@ -293,13 +357,23 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
     // then not about our token (it never saw it): we only refresh on a 401 from the
     // origin the token was sent to (see `landed` below).
     if (!accessToken && cookieMode && !restored) await getSession();
-    const send = (token: string | null) => {
+    const send = async (token: string | null) => {
       const request = original.clone();
-      if (token) request.headers.set('authorization', `Bearer ${token}`);
-      return http(request);
+      if (token && dpop && isBound(token)) {
+        request.headers.set('authorization', `DPoP ${token}`);
+        request.headers.set('dpop', await proofFor(request.method, request.url, token));
+      } else if (token) {
+        request.headers.set('authorization', `Bearer ${token}`);
+      }
+      const response = await http(request);
+      observe(response, request.url);
+      return response;
     };
     const usedToken = accessToken;
-    const first = await send(usedToken);
+    const offsetBefore = clockOffset;
+    let first = await send(usedToken);
+    // A proof the server wants again with its nonce (or the current time): once.
+    if (usedToken && dpop && isBound(usedToken) && (await proofRetryHelps(first, original.url, offsetBefore))) first = await send(usedToken);
     if (first.status !== 401) return first;
     // `url` is where the response came from after redirects ('' from some fetch stand-ins).
     const landed = first.url || original.url;
@@ -329,13 +403,13 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
 
   async function signIn(username: string, password: string): Promise<Session> {
     pendingMfaToken = undefined;
-    return finishLogin(await call('/auth/login', { method: 'POST', json: { username, password, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
+    return finishLogin(await call('/auth/login', { method: 'POST', proof: true, json: { username, password, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
   }
 
   async function completeMfa(code: string): Promise<Session> {
     const mfaToken = pendingMfaToken;
     if (!mfaToken) throw new AuthClientError('invalid_request', 'No sign-in is waiting for a code: call login first.', 400);
-    const response = await call('/auth/login/mfa', { method: 'POST', json: { mfa_token: mfaToken, code, ...(cookieMode ? { use_cookie: true } : {}) } });
+    const response = await call('/auth/login/mfa', { method: 'POST', proof: true, json: { mfa_token: mfaToken, code, ...(cookieMode ? { use_cookie: true } : {}) } });
     // A wrong code leaves the step open for another try; a dead step (invalid_token) does not.
     if (response.ok || (await errorCode(response)) !== 'invalid_code') pendingMfaToken = undefined;
     return finishLogin(response, Date.now());
@@ -359,7 +433,7 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
   async function loginWithPasskey(options?: PasskeyLoginOptions): Promise<Session> {
     pendingMfaToken = undefined;
     const response = await passkeyAssertion({ post: (path, json) => call(path, { method: 'POST', json }), failure }, options);
-    return finishLogin(await call('/auth/passkeys/login', { method: 'POST', json: { response, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
+    return finishLogin(await call('/auth/passkeys/login', { method: 'POST', proof: true, json: { response, ...(cookieMode ? { use_cookie: true } : {}) } }), Date.now());
   }
 
   /** With the access token, refreshed once if need be, as `fetch` sends it. */
@@ -383,7 +457,7 @@ export function createAuthClient(options: AuthClientOptions): AuthClient {
       const refreshToken = cookieMode ? undefined : await storage!.get();
       const bearer = accessToken ?? refreshToken ?? undefined;
       try {
-        await call('/auth/logout', { method: 'POST', ...(bearer ? { bearer } : {}) });
+        await call('/auth/logout', { method: 'POST', proof: true, ...(bearer ? { bearer } : {}) });
       } finally {
         restored = undefined;
         await end('logout', true);
@@ -497,4 +571,21 @@ function memoryStorage(): TokenStorage {
       value = null;
     },
   };
+}
+
+/**
+ * The client's DPoP signer: on by default where a page can keep a key (a browser with
+ * IndexedDB and WebCrypto), off in Node unless asked.
+ */
+function resolveDpop(option: AuthClientOptions['dpop'], base: string, inBrowser: boolean): DpopSigner | undefined {
+  const canKeep = inBrowser && typeof indexedDB !== 'undefined' && typeof crypto !== 'undefined' && crypto.subtle !== undefined;
+  const wanted = option ?? canKeep;
+  if (wanted === false) return undefined;
+  if (typeof wanted === 'object') {
+    if (!wanted.keyPair?.privateKey || !wanted.keyPair.publicKey) throw new TypeError('createAuthClient: dpop.keyPair must be a CryptoKeyPair (ECDSA P-256)');
+    const pair = wanted.keyPair;
+    return dpopSigner(async () => pair);
+  }
+  if (typeof crypto === 'undefined' || crypto.subtle === undefined) throw new TypeError('createAuthClient: dpop needs WebCrypto (crypto.subtle)');
+  return dpopSigner(canKeep ? indexedDbKeyPair(base) : memoryKeyPair);
 }

@@ -161,6 +161,9 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // Token responses must never be cached (RFC 6749 §5.1); nor must anything under /auth.
     if (request.url.startsWith('/auth/')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
+    // The server's own clock (the one DPoP proofs' iat is checked against): a client
+    // whose clock is off learns the offset here (RFC 9110 §6.6.1).
+    reply.header('date', new Date(ctx.now()).toUTCString());
   });
 
   app.addHook('onResponse', async (request, reply) => {
