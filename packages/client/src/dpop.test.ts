@@ -73,7 +73,15 @@ describe('@tessera/client with DPoP (Node)', () => {
   test('a stolen refresh token is worthless without the key, and the real client keeps refreshing', async () => {
     const user = await signUp(t);
     let stolen: string | null = null;
-    const storage = { get: () => stolen, set: (v: string) => void (stolen = v), clear: () => void (stolen = null) };
+    const storage = {
+      get: () => stolen,
+      set: (value: string) => {
+        stolen = value;
+      },
+      clear: () => {
+        stolen = null;
+      },
+    };
     const { client } = recordingClient({ storage });
     await closing(client, async () => {
       await client.login(user.username, user.password);
