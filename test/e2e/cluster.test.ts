@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { runAdminOperation } from '@tessera/server';
+import { accessTokenHash } from '@tessera/verify';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres_server.js';
 import { type RedisServer, startRedis } from '../support/redis_server.js';
 import { signUp, startTestServer, type TestServer } from '../support/test_server.js';
@@ -82,6 +84,37 @@ describe('two instances on one PostgreSQL and one Redis behave as one', () => {
     } finally {
       feed.close();
     }
+  });
+
+  test('a DPoP proof used on A is refused on B (the replay cache is shared through Redis), and the owner goes on', async () => {
+    const user = await signUp(a);
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = await exportJWK(publicKey);
+    const proof = (method: string, path: string, extra: Record<string, unknown> = {}) =>
+      new SignJWT({ jti: crypto.randomUUID(), htm: method, htu: `${issuer}${path}`, iat: Math.floor(a.clock.now() / 1000), ...extra })
+        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
+        .sign(privateKey);
+    const login = await a.call('POST', '/auth/login', { headers: { dpop: await proof('POST', '/auth/login') }, body: { username: user.username, password: user.password } });
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    assert.equal(login.body.token_type, 'DPoP');
+    const token = login.body.access_token as string;
+
+    const me = await proof('GET', '/auth/me', { ath: await accessTokenHash(token) });
+    const headers = { authorization: `DPoP ${token}`, dpop: me };
+    assert.equal((await a.call('GET', '/auth/me', { headers })).status, 200);
+    const replayed = await b.call('GET', '/auth/me', { headers });
+    assert.equal(replayed.status, 401);
+    assert.equal(replayed.body.error, 'invalid_dpop_proof');
+
+    const refreshProof = await proof('POST', '/auth/refresh');
+    const first = await a.call('POST', '/auth/refresh', { token: login.body.refresh_token, headers: { dpop: refreshProof } });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    // A thief with the new refresh token and the proof it saw go by, at the other instance.
+    const stolen = await b.call('POST', '/auth/refresh', { token: first.body.refresh_token, headers: { dpop: refreshProof } });
+    assert.equal(stolen.status, 401);
+    assert.equal(stolen.body.error, 'invalid_dpop_proof');
+    const owner = await b.call('POST', '/auth/refresh', { token: first.body.refresh_token, headers: { dpop: await proof('POST', '/auth/refresh') } });
+    assert.equal(owner.status, 200, 'the refused replay changed nothing');
   });
 
   test('a key rotated through A is published by B at once', async () => {
