@@ -31,6 +31,7 @@ export const SERVE_FLAGS = {
   'jwks-max-age': { env: 'TESSERA_JWKS_MAX_AGE', help: 'seconds verifiers may cache the JWKS; a rotated-in key signs after this', default: '300' },
   'feed-secret': { env: 'TESSERA_FEED_SECRET', help: 'the revocation feed answers only Authorization: Bearer <this> (16+ characters)', default: '(none: open; a warning when listening beyond loopback)' },
   'metrics-token': { env: 'TESSERA_METRICS_TOKEN', help: 'GET /metrics answers Authorization: Bearer <this> from anywhere (16+ characters)', default: '(none: loopback clients only)' },
+  'dpop-nonce': { env: 'TESSERA_DPOP_NONCE', help: 'on: DPoP proofs must carry a current server nonce (RFC 9449 §8), sent in DPoP-Nonce', default: 'off' },
   'feed-streams-per-address': { env: 'TESSERA_FEED_STREAMS_PER_ADDRESS', help: 'revocation event streams one client address may hold open', default: '32' },
   'feed-max-streams': { env: 'TESSERA_FEED_MAX_STREAMS', help: 'revocation event streams per instance (about 16 KiB each)', default: '4096' },
   'smtp-url': { env: 'TESSERA_SMTP_URL', help: 'smtp://user:pass@host:port (STARTTLS when offered) or smtps://… for reset and verification mail', default: '(none: mail routes answer 503 not_configured)' },

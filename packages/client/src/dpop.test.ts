@@ -4,6 +4,9 @@ import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK } f
 import { signUp, startTestServer, type TestServer } from '../../../test/support/test_server.js';
 import { type AuthClient, type AuthClientError, createAuthClient } from './index.js';
 
+/** The server's nonce window (5 minutes): a nonce is accepted in its window and the next. */
+const NONCE_WINDOW_MS = 5 * 60_000;
+
 describe('@tessera/client with DPoP (Node)', () => {
   let t: TestServer;
   let issuer: string;
@@ -141,4 +144,39 @@ describe('@tessera/client with DPoP (Node)', () => {
     assert.throws(() => createAuthClient({ baseUrl: issuer, dpop: { keyPair: {} as CryptoKeyPair } }), TypeError);
     void (null as unknown as AuthClientError);
   });
+});
+
+describe('@tessera/client with server nonces (--dpop-nonce on)', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ dpopNonce: true });
+  });
+  after(() => t?.close());
+
+  test('@tessera/client retries once with the nonce it is given: login, refresh and fetch work with a bound session', async () => {
+    const user = await signUp(t);
+    const issuer = t.server.context.issuer();
+    let calls = 0;
+    const client = createAuthClient({
+      baseUrl: issuer,
+      autoRefresh: false,
+      dpop: true,
+      fetch: (input, init) => {
+        calls++;
+        return fetch(input, init);
+      },
+    });
+    try {
+      await client.login(user.username, user.password);
+      assert.equal(calls, 2, 'one refusal asking for the nonce, then the login');
+      t.clock.advance((2 * NONCE_WINDOW_MS) / 1000);
+      await client.refresh();
+      assert.equal(calls, 4, 'a stale nonce costs one more round trip');
+      const me = await client.fetch(`${issuer}/auth/me`);
+      assert.equal(me.status, 200, await me.clone().text());
+    } finally {
+      client.close();
+    }
+  });
+
 });

@@ -82,6 +82,13 @@ export interface ServerOptions {
    * one, it answers loopback clients only. At least 16 characters. Env twin `TESSERA_METRICS_TOKEN`.
    */
   metricsToken?: string;
+  /**
+   * Server-provided DPoP nonces (RFC 9449 §8): every response carries `DPoP-Nonce`, and
+   * a proof without a current one is refused with `use_dpop_nonce` (the client retries
+   * once). Costs a bound client one extra round trip when its nonce has gone stale
+   * (every 5 to 10 minutes). Default false. Env twin `TESSERA_DPOP_NONCE=on`.
+   */
+  dpopNonce?: boolean;
   /** Open revocation streams per client address (IPv6 by /64). Default 32. */
   feedStreamsPerAddress?: number;
   /** Open revocation streams on this instance. Default: 64 MiB of stream memory, 4,096 streams (see README). */
@@ -137,6 +144,7 @@ export interface ServerConfig {
   feedHeartbeat: number;
   feedSecret: string | undefined;
   metricsToken: string | undefined;
+  dpopNonce: boolean;
   feedStreamsPerAddress: number;
   feedMaxStreams: number;
   feedSlowConsumerMs: number;
@@ -277,6 +285,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     feedHeartbeat: options.feedHeartbeat ?? 10,
     feedSecret,
     metricsToken,
+    dpopNonce: options.dpopNonce ?? false,
     feedStreamsPerAddress: positiveInt('feedStreamsPerAddress', options.feedStreamsPerAddress ?? DEFAULTS.feedStreamsPerAddress),
     feedMaxStreams: positiveInt('feedMaxStreams', options.feedMaxStreams ?? DEFAULTS.feedMaxStreams),
     feedSlowConsumerMs: positiveInt('feedSlowConsumerMs', options.feedSlowConsumerMs ?? 15_000),

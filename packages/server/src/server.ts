@@ -7,6 +7,7 @@ import { ADMIN_SOCKET, startAdminChannel } from './admin_channel.js';
 import { buildApp } from './http/build_app.js';
 import { type RetentionJob, startRetention } from './flows/retention.js';
 import { RevocationHub } from './flows/revocation_hub.js';
+import { DpopNonces } from './flows/dpop_nonces.js';
 import { KeyRing } from './keys/key_ring.js';
 import { createLogger } from './lib/logger.js';
 import { createMailer, type Mailer } from './mail/mailer.js';
@@ -97,6 +98,7 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       log,
       revocations: hub,
       dpopReplay: redis ? redis.replayCache() : memoryReplayCache(),
+      dpopNonces: config.dpopNonce ? new DpopNonces(await store.secrets.get('dpop-nonce'), config.clock) : undefined,
       metrics: createMetrics({
         // A count(*) over sessions: at most one per 15 s however often /metrics is scraped
         // (on single-connection PGlite every query waits its turn with the logins).

@@ -64,8 +64,8 @@ export interface DpopProofCheck {
   accessToken?: string;
   /** The key the token or session is bound to (RFC 7638 thumbprint): the proof must be signed by it. */
   expectedJkt?: string;
-  /** A server nonce the proof must carry. */
-  nonce?: string;
+  /** The server nonce the proof must carry, or the ones it may carry (RFC 9449 §8). */
+  nonce?: string | readonly string[];
   /** Milliseconds since the epoch. */
   now: number;
   replay: DpopReplayCache;
@@ -107,7 +107,7 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   if (typeof htu !== 'string' || !sameTarget(htu, check.url)) return refuse('htu does not match the request URL');
   if (typeof iat !== 'number' || !Number.isFinite(iat) || Math.abs(check.now / 1000 - iat) > DPOP_MAX_AGE_SECONDS) return refuse('iat is not within 60 s of now');
   if (check.accessToken !== undefined && ath !== (await accessTokenHash(check.accessToken))) return refuse('ath is not the access token’s hash');
-  if (check.nonce !== undefined && nonce !== check.nonce) {
+  if (check.nonce !== undefined && !(typeof nonce === 'string' && (typeof check.nonce === 'string' ? [check.nonce] : check.nonce).includes(nonce))) {
     throw new TesseraError('invalid_dpop_proof', 'DPoP proof refused: a fresh server nonce is required (DPoP-Nonce).', { details: { dpop_error: 'use_dpop_nonce' } });
   }
   const jkt = await calculateJwkThumbprint(jwk, 'sha256');

@@ -50,6 +50,7 @@ export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): S
     keyEncryptionKey: values['key-encryption-key'],
     feedSecret: values['feed-secret'],
     metricsToken: values['metrics-token'],
+    dpopNonce: values['dpop-nonce'] === undefined ? undefined : oneOf('dpop-nonce', ['on', 'off'] as const) === 'on',
     feedStreamsPerAddress: int('feed-streams-per-address'),
     feedMaxStreams: int('feed-max-streams'),
   };

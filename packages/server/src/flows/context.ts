@@ -6,6 +6,7 @@ import type { Metrics } from '../lib/metrics.js';
 import type { Limiter } from '../lib/rate_limiter.js';
 import type { Mailer } from '../mail/mailer.js';
 import type { Store } from '../store/store.js';
+import type { DpopNonces } from './dpop_nonces.js';
 import type { RevocationHub } from './revocation_hub.js';
 
 /**
@@ -45,6 +46,8 @@ export interface AuthContext extends AccountsContext {
   readonly log: Logger;
   /** DPoP proof ids already seen (shared through Redis when configured). */
   readonly dpopReplay: DpopReplayCache;
+  /** With `dpopNonce`: the nonces proofs must carry (RFC 9449 §8); undefined without. */
+  readonly dpopNonces: DpopNonces | undefined;
   /** Pushes revocations to the feed's subscribers. */
   readonly revocations: RevocationHub;
   readonly metrics: Metrics;

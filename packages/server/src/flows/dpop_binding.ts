@@ -51,6 +51,7 @@ async function checkProof(
       ...(input.accessToken === undefined ? {} : { accessToken: input.accessToken }),
       ...(input.jkt === undefined ? {} : { expectedJkt: input.jkt }),
       now: ctx.now(),
+      ...(ctx.dpopNonces ? { nonce: ctx.dpopNonces.accepted() } : {}),
       replay: ctx.dpopReplay,
     });
   } catch (error) {

@@ -164,6 +164,8 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // The server's own clock (the one DPoP proofs' iat is checked against): a client
     // whose clock is off learns the offset here (RFC 9110 §6.6.1).
     reply.header('date', new Date(ctx.now()).toUTCString());
+    // RFC 9449 §8.2: the nonce rides on every answer, so a client holds a fresh one before it needs it.
+    if (ctx.dpopNonces) reply.header('dpop-nonce', ctx.dpopNonces.current());
   });
 
   app.addHook('onResponse', async (request, reply) => {

@@ -20,7 +20,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: u
   }
   if (tessera.code === 'invalid_dpop_proof') {
     // RFC 9449 §7.1: the DPoP challenge, with the algorithms proofs may use.
-    reply.header('www-authenticate', 'DPoP error="invalid_dpop_proof", algs="ES256 EdDSA"');
+    // RFC 9449 §8: use_dpop_nonce when the proof lacked the current nonce (sent beside it in DPoP-Nonce).
+    const error = tessera.details?.dpop_error === 'use_dpop_nonce' ? 'use_dpop_nonce' : 'invalid_dpop_proof';
+    reply.header('www-authenticate', `DPoP error="${error}", algs="ES256 EdDSA"`);
   } else if (TOKEN_CODES.has(tessera.code)) {
     // RFC 6750 §3.1: every Bearer token failure is "invalid_token"; the body says which.
     reply.header('www-authenticate', 'Bearer error="invalid_token"');

@@ -25,6 +25,11 @@ export const SHARED_SCHEMAS = [
     properties: {
       error: { type: 'string', enum: errorCodes },
       message: { type: 'string' },
+      dpop_error: {
+        type: 'string',
+        enum: ['use_dpop_nonce'],
+        description: 'With invalid_dpop_proof: the proof lacked the current server nonce; send it again with the DPoP-Nonce header’s value (RFC 9449 §8).',
+      },
     },
     required: ['error', 'message'],
   },

@@ -287,6 +287,19 @@ ALTER TABLE totp_factors ADD COLUMN failures integer NOT NULL DEFAULT 0;
 ALTER TABLE webauthn_challenges ADD COLUMN named boolean NOT NULL DEFAULT false;
 `,
   },
+  {
+    version: 11,
+    name: 'server secrets shared by every instance',
+    sql: `
+-- Secrets every instance must agree on, made once by the first to need one (the
+-- DPoP nonce key). Not signing keys: a leak lets nobody sign or read anything.
+CREATE TABLE server_secrets (
+  name text PRIMARY KEY,
+  value bytea NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];
 
 /** An arbitrary constant: the advisory lock that serialises migrations across instances. */

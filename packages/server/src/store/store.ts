@@ -2,6 +2,7 @@ import { AccountTokensStore } from './account_tokens_store.js';
 import { AuditStore } from './audit_store.js';
 import { PasskeysStore } from './passkeys_store.js';
 import { SecondFactorsStore } from './second_factors_store.js';
+import { ServerSecretsStore } from './server_secrets_store.js';
 import type { Database } from './database.js';
 import { RevocationFeedStore } from './revocation_feed_store.js';
 import { SessionsStore } from './sessions_store.js';
@@ -30,6 +31,7 @@ export class Store {
   /** TOTP factors, recovery codes and the login step between password and code. */
   readonly secondFactors: SecondFactorsStore;
   readonly passkeys: PasskeysStore;
+  readonly secrets: ServerSecretsStore;
 
   constructor(db: Database, audit: AuditSink = () => {}, onSessionsRevoked: RevokedSink = () => {}) {
     this.db = db;
@@ -42,6 +44,7 @@ export class Store {
     this.accountTokens = new AccountTokensStore(db, writer);
     this.secondFactors = new SecondFactorsStore(db, writer);
     this.passkeys = new PasskeysStore(db, writer);
+    this.secrets = new ServerSecretsStore(db);
   }
 
   async ping(): Promise<void> {
