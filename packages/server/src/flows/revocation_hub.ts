@@ -176,6 +176,10 @@ export class RevocationHub {
 
   /** The revocations after `after`, at most `limit` (the page size by default), oldest first. */
   async page(after: number, limit = this.#options.pageSize): Promise<FeedSlice> {
+    // A revocation committed here wakes a read at once: a page asked for meanwhile (the
+    // logout's own client, a verifier told by Redis) waits for it, briefly, so that a
+    // logout answered 204 is in this instance's feed.
+    if (this.#reading) await settledWithin(this.#reading, READ_WAIT_MS);
     const now = this.#options.now();
     if (after >= this.#tailAfter && after <= this.#head) return this.#fromTail(after, limit, now);
     const horizon = new Date(now - this.#options.accessTtl * 1000);
@@ -297,4 +301,18 @@ function firstAfter(entries: Revocation[], after: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** How long a feed request waits for a read in flight before answering from what it has. */
+const READ_WAIT_MS = 250;
+
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
 }

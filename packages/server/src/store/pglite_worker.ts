@@ -1,0 +1,126 @@
+/**
+ * The embedded database's own thread: PGlite (PostgreSQL in WebAssembly) runs here,
+ * so its CPU time is spent beside the server's event loop instead of on it.
+ * `pglite_database.ts` talks to it with the messages below.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { POSTGRESQL_CONF, pgliteTemplate } from './pglite_template.js';
+
+export interface PgliteWorkerData {
+  /** A data directory, or undefined for memory only (from the template). */
+  dataDir: string | undefined;
+}
+
+export type PgliteRequest =
+  | { id: number; kind: 'query'; tx?: number; sql: string; params: unknown[] }
+  | { id: number; kind: 'exec'; sql: string }
+  | { id: number; kind: 'begin' }
+  | { id: number; kind: 'commit' | 'rollback'; tx: number }
+  | { id: number; kind: 'close' };
+
+/** What a request returns: rows for a query, a transaction's id for a begin. */
+export interface PgliteAnswer {
+  rows?: unknown[];
+  rowCount?: number;
+  tx?: number;
+  /** The first message, once PGlite is open (id 0). */
+  ready?: true;
+}
+
+export type PgliteReply = ({ id: number; ok: true } & PgliteAnswer) | { id: number; ok: false; error: SerializedError };
+
+/** A database error as data: its message and the fields callers read (code, constraint, detail…). */
+export type SerializedError = { message: string } & Record<string, string | number | undefined>;
+
+/** Thrown inside a transaction's callback to have PGlite roll it back. */
+const ROLLBACK = Symbol('rollback');
+
+if (parentPort) {
+  const port = parentPort;
+  const { dataDir } = workerData as PgliteWorkerData;
+  try {
+    const loadDataDir = dataDir === undefined ? await pgliteTemplate() : undefined;
+    const db = await PGlite.create(dataDir ?? 'memory://', { postgresqlconf: POSTGRESQL_CONF, loadDataDir });
+    const open = new Map<number, { tx: Transaction; finish: (commit: boolean) => void; done: Promise<unknown> }>();
+    let nextTx = 1;
+
+    const begin = async (): Promise<number> => {
+      const id = nextTx++;
+      let start!: (tx: Transaction) => void;
+      let finish!: (commit: boolean) => void;
+      const started = new Promise<Transaction>((resolve) => {
+        start = resolve;
+      });
+      const decided = new Promise<boolean>((resolve) => {
+        finish = resolve;
+      });
+      const done = db.transaction(async (tx) => {
+        start(tx);
+        if (!(await decided)) throw ROLLBACK;
+      });
+      // A BEGIN that failed never called back: report it instead of waiting forever.
+      const tx = await Promise.race([started, done.then(() => Promise.reject(new Error('the transaction did not start')))]);
+      open.set(id, { tx, finish, done });
+      return id;
+    };
+
+    const end = async (id: number, commit: boolean): Promise<void> => {
+      const entry = open.get(id);
+      if (!entry) return;
+      open.delete(id);
+      entry.finish(commit);
+      try {
+        await entry.done;
+      } catch (error) {
+        if (error !== ROLLBACK) throw error;
+      }
+    };
+
+    const handle = async (request: PgliteRequest): Promise<PgliteReply> => {
+      switch (request.kind) {
+        case 'query': {
+          const target = request.tx === undefined ? db : open.get(request.tx)?.tx;
+          if (!target) throw new Error('no such transaction');
+          const result = await target.query(request.sql, request.params);
+          return { id: request.id, ok: true, rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+        }
+        case 'exec':
+          await db.exec(request.sql);
+          return { id: request.id, ok: true };
+        case 'begin':
+          return { id: request.id, ok: true, tx: await begin() };
+        case 'commit':
+        case 'rollback':
+          await end(request.tx, request.kind === 'commit');
+          return { id: request.id, ok: true };
+        case 'close':
+          for (const id of [...open.keys()]) await end(id, false);
+          await db.close();
+          return { id: request.id, ok: true };
+      }
+    };
+
+    port.on('message', (request: PgliteRequest) => {
+      handle(request).then(
+        (reply) => {
+          port.postMessage(reply);
+          if (request.kind === 'close') port.close();
+        },
+        (error: unknown) => port.postMessage({ id: request.id, ok: false, error: serializeError(error) } satisfies PgliteReply),
+      );
+    });
+    port.postMessage({ id: 0, ok: true, ready: true } satisfies PgliteReply);
+  } catch (error) {
+    port.postMessage({ id: 0, ok: false, error: serializeError(error) } satisfies PgliteReply);
+  }
+}
+
+function serializeError(error: unknown): SerializedError {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const fields: SerializedError = { message: error.message };
+  for (const [key, value] of Object.entries(error)) {
+    if (typeof value === 'string' || typeof value === 'number') fields[key] = value;
+  }
+  return fields;
+}
