@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { POSTGRESQL_CONF, TEMPLATE_FILE, TEMPLATE_STAMP_FILE, templateStamp } from '../dist/store/pglite_template.js';
+import { migrate } from '../dist/store/migrations.js';
+import { MIGRATED_TEMPLATE_FILE, POSTGRESQL_CONF, TEMPLATE_FILE, TEMPLATE_STAMP_FILE, templateStamp } from '../dist/store/pglite_template.js';
 
 const stamp = await templateStamp();
 try {
@@ -19,8 +20,19 @@ const dir = await mkdtemp(join(tmpdir(), 'tessera-template-'));
 try {
   const db = await PGlite.create(join(dir, 'db'), { postgresqlconf: POSTGRESQL_CONF });
   const tarball = await db.dumpDataDir('gzip');
-  await db.close();
   await writeFile(fileURLToPath(TEMPLATE_FILE), Buffer.from(await tarball.arrayBuffer()));
+  // Then every migration, for new data directories (the revocation feed's epoch is made anew on unpack).
+  const result = (r) => ({ rows: r.rows, rowCount: r.affectedRows || r.rows.length });
+  await migrate({
+    kind: 'pglite',
+    query: async (sql, params = []) => result(await db.query(sql, params)),
+    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params = []) => result(await tx.query(sql, params)) })),
+    exec: async (sql) => void (await db.exec(sql)),
+    close: () => db.close(),
+  });
+  const migrated = await db.dumpDataDir('gzip');
+  await db.close();
+  await writeFile(fileURLToPath(MIGRATED_TEMPLATE_FILE), Buffer.from(await migrated.arrayBuffer()));
   await writeFile(fileURLToPath(TEMPLATE_STAMP_FILE), JSON.stringify(stamp));
   console.log(`@tessera/server: PGlite ${stamp.pglite} data-dir template built`);
 } finally {

@@ -15,7 +15,7 @@ import { memoryReplayCache } from '@tessera/verify';
 import { createMetrics } from './lib/metrics.js';
 import { createDummyHash } from './lib/passwords.js';
 import { localLimiter, RateLimiter } from './lib/rate_limiter.js';
-import { RedisLink } from './cluster/redis_link.js';
+import type { RedisLink } from './cluster/redis_link.js';
 import { USER_GLOBAL_FACTOR } from './flows/rate_limits.js';
 import type { Database } from './store/database.js';
 import { usernameSkeleton } from './flows/usernames.js';
@@ -80,7 +80,8 @@ export async function createAuthServer(options: ServerOptions = {}): Promise<Aut
       ? setInterval(() => keys.reload().catch((error: unknown) => log.error({ err: error }, 'key ring reload failed')), config.keyReloadInterval * 1000)
       : undefined;
     reloadTimer?.unref();
-    const redis = config.redisUrl ? RedisLink.connect(config.redisUrl, log) : undefined;
+    // ioredis (7 MB) is loaded only by servers that use Redis.
+    const redis = config.redisUrl ? (await import('./cluster/redis_link.js')).RedisLink.connect(config.redisUrl, log) : undefined;
     mailer = config.smtpUrl
       ? createMailer({ smtpUrl: config.smtpUrl, from: config.mailFrom, log, ...(config.smtpCa ? { tls: { ca: [...rootCertificates, config.smtpCa].join('\n') } } : {}) })
       : undefined;

@@ -1,11 +1,9 @@
 import { createHmac, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
-import {
-  type AuthenticationResponseJSON,
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
@@ -17,6 +15,16 @@ import type { AuthContext } from './context.js';
 import type { IssuedPair } from './issue_token_pair.js';
 import { openSession } from './login.js';
 import { checkIpLimit } from './rate_limits.js';
+
+/**
+ * The WebAuthn library (15 MB of memory once loaded), loaded by the first passkey
+ * ceremony: a server whose users never add one does not carry it.
+ */
+let webauthnModule: Promise<typeof import('@simplewebauthn/server')> | undefined;
+function webauthn(): Promise<typeof import('@simplewebauthn/server')> {
+  webauthnModule ??= import('@simplewebauthn/server');
+  return webauthnModule;
+}
 
 /** How long a ceremony's challenge lives (and the `timeout` the options give the browser). */
 export const PASSKEY_CHALLENGE_TTL_SECONDS = 300;
@@ -76,6 +84,7 @@ export async function passkeyRegistrationOptions(ctx: AuthContext, auth: Authent
   const existing = await ctx.store.passkeys.list(auth.user.id);
   if (existing.length >= MAX_PASSKEYS) throw new TesseraError('invalid_request', `At most ${MAX_PASSKEYS} passkeys: remove one first.`);
   const rp = relyingParty(ctx);
+  const { generateRegistrationOptions } = await webauthn();
   const options = await generateRegistrationOptions({
     rpName: RP_NAME,
     rpID: rp.id,
@@ -113,6 +122,7 @@ export async function registerPasskey(
   const rp = relyingParty(ctx);
   let info: Awaited<ReturnType<typeof verifyRegistrationResponse>>['registrationInfo'];
   try {
+    const { verifyRegistrationResponse } = await webauthn();
     const verified = await verifyRegistrationResponse({
       response: input.response,
       expectedChallenge: (c) => c === challenge,
@@ -179,6 +189,7 @@ export async function passkeyLoginOptions(ctx: AuthContext, input: { username?: 
       ? found.credentials.map((c) => ({ id: c.credentialId, transports: c.transports }))
       : decoyCredentials(ctx, name);
   }
+  const { generateAuthenticationOptions } = await webauthn();
   const options = await generateAuthenticationOptions({
     rpID: relyingParty(ctx).id,
     allowCredentials,
@@ -229,6 +240,7 @@ export async function loginWithPasskey(
   const rp = relyingParty(ctx);
   let verified: Awaited<ReturnType<typeof verifyAuthenticationResponse>> | undefined;
   try {
+    const { verifyAuthenticationResponse } = await webauthn();
     verified = await verifyAuthenticationResponse({
       response: input.response,
       expectedChallenge: (c) => c === challenge,

@@ -33,15 +33,21 @@ test('a new data dir comes from the build’s template, private to this user, an
   try {
     const dataDir = join(dir, 'data', 'db');
     const db = await openPgliteDatabase(dataDir);
-    await migrate(db);
+    assert.deepEqual(await migrate(db), { applied: [] }, 'the template holds every migration: a first start runs no DDL');
     const { rows } = await db.query<{ n: number }>('SELECT 1 AS n');
     assert.equal(rows[0]?.n, 1);
+    const epoch = async (d: typeof db) => (await d.query<{ epoch: string }>('SELECT epoch FROM revocation_counter')).rows[0]?.epoch;
+    const other = await openPgliteDatabase(join(dir, 'other', 'db'));
+    assert.notEqual(await epoch(other), await epoch(db), 'each database from the template numbers its revocation feed under its own epoch');
+    await other.close();
+    const first = await epoch(db);
     await db.close();
     assert.deepEqual(reachableByOthers(join(dir, 'data')), []);
     // No half-unpacked sibling is left behind.
     assert.deepEqual(readdirSync(join(dir, 'data')), ['db']);
     const again = await openPgliteDatabase(dataDir);
     assert.equal((await again.query<{ n: number }>('SELECT 1 AS n')).rows[0]?.n, 1);
+    assert.equal(await epoch(again), first, 'a restart keeps its epoch');
     await again.close();
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { type Database, DatabaseUnavailableError, type Queryable, type QueryResult } from './database.js';
-import { POSTGRESQL_CONF, unpackPgliteTemplate } from './pglite_template.js';
+import { POSTGRESQL_CONF } from './pglite_template.js';
 import type { PgliteAnswer, PgliteReply, PgliteRequest, PgliteWorkerData, SerializedError } from './pglite_worker.js';
 
 /**
@@ -18,14 +18,20 @@ import type { PgliteAnswer, PgliteReply, PgliteRequest, PgliteWorkerData, Serial
  * @param dataDir a directory for the database files, or `undefined` for memory only
  */
 export async function openPgliteDatabase(dataDir: string | undefined): Promise<Database> {
+  let fromTemplate = false;
   if (dataDir !== undefined) {
     // PGlite writes files (WAL segments, relation files) for as long as it runs, and the
     // WAL holds private signing keys: every file this process creates is for its user alone.
     // (The mask is the process's, so the worker's files follow it.)
     process.umask(0o077);
-    await createDataDir(dataDir);
+    fromTemplate = await createDataDir(dataDir);
   }
   const thread = await PgliteThread.start(dataDir);
+  if (fromTemplate) {
+    // The template's one value that must differ between databases: the revocation
+    // feed's epoch, which tells a verifier that a cursor belongs to another database.
+    await thread.query(undefined, "UPDATE revocation_counter SET epoch = substr(replace(gen_random_uuid()::text, '-', ''), 1, 12)", []);
+  }
   const root: Queryable = { query: (sql, params = []) => thread.query(undefined, sql, params) };
   return {
     kind: 'pglite',
@@ -139,17 +145,32 @@ function databaseError(fields: SerializedError): Error {
 }
 
 /**
- * A new database comes from the template `npm run build` made, unpacked in a
- * fraction of a second. Without one (another PGlite release), initdb runs.
+ * A new database comes from the migrated template `npm run build` made, unpacked in a
+ * fraction of a second (true). Without one (another PGlite release), initdb runs.
  */
-async function createDataDir(dataDir: string): Promise<void> {
-  if (existsSync(join(dataDir, 'PG_VERSION'))) return;
+async function createDataDir(dataDir: string): Promise<boolean> {
+  if (existsSync(join(dataDir, 'PG_VERSION'))) return false;
   await mkdir(dirname(dataDir), { recursive: true, mode: 0o700 });
   // An empty directory (made by hand, or left by an interrupted initdb that never wrote a file) is taken over.
   if (existsSync(dataDir) && (await readdir(dataDir)).length === 0) await rmdir(dataDir);
-  if (!existsSync(dataDir) && (await unpackPgliteTemplate(dataDir))) return;
+  if (!existsSync(dataDir) && (await unpackOutOfProcess(dataDir))) return true;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await initializeOutOfProcess(dataDir);
+  return false;
+}
+
+/**
+ * Unpacking the template leaves about 55 MB of allocator memory that the process
+ * never gives back: it is done by a short-lived child process (about 0.2 s).
+ */
+async function unpackOutOfProcess(dataDir: string): Promise<boolean> {
+  const template = new URL(import.meta.url.endsWith('.ts') ? './pglite_template.ts' : './pglite_template.js', import.meta.url).href;
+  const script = `process.umask(0o077);
+const { unpackPgliteTemplate } = await import(${JSON.stringify(template)});
+process.stdout.write(String(await unpackPgliteTemplate(${JSON.stringify(dataDir)})));`;
+  // From source, the child needs this process's loader (tsx) and conditions.
+  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { timeout: 120_000 });
+  return stdout === 'true';
 }
 
 /**
