@@ -1,5 +1,5 @@
 import { TesseraError } from '@tessera/protocol';
-import { base64url, calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, type JWK, jwtVerify } from 'jose';
+import { base64url, calculateJwkThumbprint, decodeProtectedHeader, importJWK, type JWK, jwtVerify } from 'jose';
 
 /** `typ` of a DPoP proof (RFC 9449 §4.2). */
 export const DPOP_PROOF_TYPE = 'dpop+jwt';
@@ -96,8 +96,10 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   if (PRIVATE_MEMBERS.some((m) => m in jwk)) return refuse('the jwk carries private key material');
   if (header.crit !== undefined) return refuse('crit is not supported');
   let payload: Record<string, unknown>;
+  let key: ProofKey;
   try {
-    ({ payload } = await jwtVerify(proof, EmbeddedJWK, { typ: DPOP_PROOF_TYPE, algorithms: [...DPOP_ALGORITHMS], currentDate: new Date(check.now), clockTolerance: DPOP_MAX_AGE_SECONDS }));
+    key = await proofKey(proof.slice(0, proof.indexOf('.')), jwk, String(header.alg));
+    ({ payload } = await jwtVerify(proof, key.key, { typ: DPOP_PROOF_TYPE, algorithms: [...DPOP_ALGORITHMS], currentDate: new Date(check.now), clockTolerance: DPOP_MAX_AGE_SECONDS }));
   } catch {
     return refuse('bad signature');
   }
@@ -110,13 +112,50 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   if (check.nonce !== undefined && !(typeof nonce === 'string' && (typeof check.nonce === 'string' ? [check.nonce] : check.nonce).includes(nonce))) {
     throw new TesseraError('invalid_dpop_proof', 'DPoP proof refused: a fresh server nonce is required (DPoP-Nonce).', { details: { dpop_error: 'use_dpop_nonce' } });
   }
-  const jkt = await calculateJwkThumbprint(jwk, 'sha256');
+  const jkt = key.jkt;
   if (check.expectedJkt !== undefined && jkt !== check.expectedJkt) return refuse('signed by another key than the one the token is bound to');
   // Last, so a proof refused for another reason does not use up its jti.
   // A fixed-size key (128 bits of a hash), whatever length of jti the client chose: the cache's memory is bounded by its entry count.
   const replayKey = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${jkt}:${jti}`))).slice(0, 16));
   if (!(await check.replay.remember(replayKey, 2 * DPOP_MAX_AGE_SECONDS * 1000, check.now))) return refuse('jti already used (a replay)');
   return { jkt };
+}
+
+interface ProofKey {
+  key: CryptoKey;
+  /** Its RFC 7638 thumbprint. */
+  jkt: string;
+}
+
+/** Keys of recent proofs, by their protected header: a client signs every proof with one key. */
+const proofKeys = new Map<string, Promise<ProofKey>>();
+const PROOF_KEYS_MAX = 10_000;
+
+/**
+ * The public key in a proof's header, imported, with its thumbprint: done once per
+ * header (a client's proofs all carry the same one), which saves a key import and a
+ * digest on every request after the first. Only a key that imported is remembered.
+ */
+function proofKey(headerSegment: string, jwk: JWK, alg: string): Promise<ProofKey> {
+  const known = proofKeys.get(headerSegment);
+  if (known) return known;
+  const made = importProofKey(jwk, alg);
+  // An ES256 or Ed25519 header is about 200 characters: longer ones are not kept, so the cache stays under 5 MB.
+  if (headerSegment.length > PROOF_HEADER_KEPT_MAX) return made;
+  made.catch(() => proofKeys.delete(headerSegment));
+  if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.delete(proofKeys.keys().next().value!);
+  proofKeys.set(headerSegment, made);
+  return made;
+}
+const PROOF_HEADER_KEPT_MAX = 400;
+
+function importProofKey(jwk: JWK, alg: string): Promise<ProofKey> {
+  return (async () => {
+    const key = await importJWK({ ...jwk, ext: true }, alg);
+    // A symmetric key, or a private one, never signs a proof (RFC 9449 §4.3 check 6).
+    if (!(key instanceof CryptoKey) || key.type !== 'public') throw new TypeError('not a public key');
+    return { key, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
+  })();
 }
 
 /** `ath`: base64url(SHA-256(access token)) (RFC 9449 §4.2). WebCrypto, so it runs on edge runtimes too. */
