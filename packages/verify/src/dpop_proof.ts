@@ -1,5 +1,5 @@
 import { TesseraError } from '@tessera/protocol';
-import { base64url, calculateJwkThumbprint, decodeProtectedHeader, importJWK, type JWK, jwtVerify } from 'jose';
+import { base64url, type CryptoKey, calculateJwkThumbprint, decodeProtectedHeader, importJWK, type JWK, jwtVerify } from 'jose';
 
 /** `typ` of a DPoP proof (RFC 9449 §4.2). */
 export const DPOP_PROOF_TYPE = 'dpop+jwt';
@@ -153,7 +153,7 @@ function importProofKey(jwk: JWK, alg: string): Promise<ProofKey> {
   return (async () => {
     const key = await importJWK({ ...jwk, ext: true }, alg);
     // A symmetric key, or a private one, never signs a proof (RFC 9449 §4.3 check 6).
-    if (!(key instanceof CryptoKey) || key.type !== 'public') throw new TypeError('not a public key');
+    if (key instanceof Uint8Array || key.type !== 'public') throw new TypeError('not a public key');
     return { key, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
   })();
 }
