@@ -41,6 +41,7 @@ import autocannonUntyped from 'autocannon';
 import { createDatabase, type PostgresServer, startPostgres } from '../test/support/postgres_server.js';
 import { type RedisServer, startRedis } from '../test/support/redis_server.js';
 import { type ServeProcess, serveProcess } from '../test/support/serve_process.js';
+import { percentile } from './lib/percentiles.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -68,10 +69,6 @@ interface AutocannonResult {
 }
 const autocannon = autocannonUntyped as unknown as (options: Record<string, unknown>) => Promise<AutocannonResult>;
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 
 // ---------------------------------------------------------------- where the CPU goes

@@ -7,9 +7,9 @@
 // Run: node --conditions=tessera-source --import tsx bench/operations.bench.ts
 import { randomUUID } from 'node:crypto';
 import { createAuthServer, decideRotation, migrate, openPgliteDatabase, Store } from '@tessera/server';
+import { median, percentileOf } from './lib/percentiles.js';
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)]!;
+const p99 = (xs: number[]) => percentileOf(xs, 99);
 
 async function auditOverhead() {
   const db = await openPgliteDatabase(undefined);

@@ -14,11 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuthServer } from '@tessera/server';
 import { createVerifier, type Verifier } from '@tessera/verify';
+import { median, percentileOf } from './lib/percentiles.js';
 
 const ISSUER = 'http://localhost:4000';
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
 async function server(extra: Record<string, unknown> = {}) {
   const s = await createAuthServer({ port: 0, dataDir: 'memory://', log: false, issuer: ISSUER, rateLimit: 'ip=1000000/1m,user=1000000/1m', trustProxy: true, feedStreamsPerAddress: 5000, ...extra });
@@ -136,7 +135,7 @@ async function latency(counts: number[]) {
         samples.push(performance.now() - start);
       }
       for (const stop of stopFlood) stop();
-      rows.push(`| ${count} | ${flood ? 'yes' : 'no'} | ${median(samples).toFixed(1)} ms | ${pct(samples, 0.99).toFixed(1)} ms |`);
+      rows.push(`| ${count} | ${flood ? 'yes' : 'no'} | ${median(samples).toFixed(1)} ms | ${percentileOf(samples, 99).toFixed(1)} ms |`);
       console.log(rows.at(-1));
       for (const v of verifiers) v.close();
       await t.s.close();

@@ -43,6 +43,9 @@ import { parseArgs } from 'node:util';
 import { hash, verify } from '@node-rs/argon2';
 import { type Database, decideRotation, migrate, openPgliteDatabase, Store, type UserRecord } from '@tessera/server';
 import autocannonUntyped from 'autocannon';
+import { percentile } from './lib/percentiles.js';
+import { procCpuMs, procStatusMb, selfCpuMs } from './lib/proc_cpu.js';
+import { cpuSnapshot, foreignCores, waitForQuiet } from './lib/quiet.js';
 import { type CryptoKey, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 
 // ---------------------------------------------------------------- options
@@ -88,11 +91,6 @@ const T0 = performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1)}s] ${msg}\n`);
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 interface Measured {
   /** Successful operations (HTTP 200/201) per second of the measured window. */
   perSecond: number;
@@ -115,31 +113,6 @@ interface Measured {
   halves?: [number, number];
   extra?: Record<string, number>;
   latencies?: number[];
-}
-
-const CLK_TCK = 100; // Linux USER_HZ
-
-/** utime + stime of a process and of its main thread, in ms. */
-function procCpuMs(pid: number): { total: number; main: number } {
-  const ticks = (path: string) => {
-    const stat = readFileSync(path, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of proc(5)
-  };
-  return {
-    total: (ticks(`/proc/${pid}/stat`) * 1000) / CLK_TCK,
-    main: (ticks(`/proc/${pid}/task/${pid}/stat`) * 1000) / CLK_TCK,
-  };
-}
-
-function procStatusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
-
-function selfCpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
 }
 
 /** The pid of the running server child, if any: its CPU is ours, not foreign. */
@@ -167,49 +140,25 @@ async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
-/** Busy CPU of the whole machine, of this process and of the server child, in ms. */
-function cpuSnapshot(): { machine: number; ours: number; at: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is already in user)
-  const busy = fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!;
-  let server = 0;
-  try {
-    if (serverPid !== undefined) server = procCpuMs(serverPid).total;
-  } catch {
-    // exited
-  }
-  return { machine: (busy * 1000) / CLK_TCK, ours: selfCpuMs() + server, at: performance.now() };
-}
+/** The run's budget for waiting on other processes (--quiet-wait). */
+const quietBudget = { ms: Number(args['quiet-wait']) * 1000 };
 
-/** Seconds left of the run's budget for waiting on other processes (--quiet-wait). */
-let quietBudgetS = Number(args['quiet-wait']);
+/** CPU ms of the server child so far (0 when there is none): its CPU is ours, not foreign. */
+function serverCpuMs(): number {
+  try {
+    return serverPid === undefined ? 0 : procCpuMs(serverPid).total;
+  } catch {
+    return 0; // exited
+  }
+}
 
 /**
- * Waits until other processes use less than 0.1 core over one second, within a
- * budget of `--quiet-wait` seconds for the whole run. Every measured phase calls
- * it first: floors and server phases should see the same, otherwise idle, machine.
+ * Waits until other processes use less than 0.1 core over one second, within the
+ * `--quiet-wait` budget for the whole run. Every measured phase calls it first:
+ * floors and server phases should see the same, otherwise idle, machine.
  */
 async function waitQuiet(phase: string): Promise<void> {
-  const started = performance.now();
-  let waited = false;
-  for (;;) {
-    const a = cpuSnapshot();
-    await sleep(1000);
-    const busy = foreignCores(a, cpuSnapshot());
-    if (busy < 0.1) break;
-    if (!waited) log(`${phase}: other processes use ${busy.toFixed(2)} cores; waiting for a quiet machine`);
-    waited = true;
-    if (performance.now() - started > quietBudgetS * 1000) {
-      log(`${phase}: still ${busy.toFixed(2)} cores busy and the --quiet-wait budget is spent; measuring anyway`);
-      break;
-    }
-  }
-  if (waited) quietBudgetS = Math.max(0, quietBudgetS - (performance.now() - started) / 1000);
-}
-
-/** Cores' worth of CPU that other processes used between two snapshots. */
-function foreignCores(a: { machine: number; ours: number; at: number }, b: { machine: number; ours: number; at: number }): number {
-  return Math.max(0, b.machine - a.machine - (b.ours - a.ours)) / (b.at - a.at);
+  await waitForQuiet({ budget: quietBudget, threshold: 0.1, ours: serverCpuMs, log: (message) => log(`${phase}: ${message}`) });
 }
 
 /**
@@ -231,7 +180,7 @@ async function closedLoop(concurrency: number, warmupS: number, durationS: numbe
       const t = performance.now();
       if (Number.isNaN(cpuFrom) && t >= from) {
         cpuFrom = selfCpuMs();
-        snapFrom = cpuSnapshot();
+        snapFrom = cpuSnapshot(serverCpuMs);
       }
       await op();
       const end = performance.now();
@@ -239,7 +188,7 @@ async function closedLoop(concurrency: number, warmupS: number, durationS: numbe
     }
     if (Number.isNaN(cpuUntil)) {
       cpuUntil = selfCpuMs();
-      snapUntil = cpuSnapshot();
+      snapUntil = cpuSnapshot(serverCpuMs);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
@@ -382,7 +331,7 @@ async function httpRun(
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
-  const snap0 = cpuSnapshot();
+  const snap0 = cpuSnapshot(serverCpuMs);
   const cpu0 = procCpuMs(server.pid);
   const self0 = selfCpuMs();
   const t0 = performance.now();
@@ -415,7 +364,7 @@ async function httpRun(
   const elapsed = (performance.now() - t0) / 1000;
   const cpu1 = procCpuMs(server.pid);
   const self1 = selfCpuMs();
-  const snap1 = cpuSnapshot();
+  const snap1 = cpuSnapshot(serverCpuMs);
   latencies.sort((a, b) => a - b);
   return {
     perSecond: ok / elapsed,

@@ -56,6 +56,9 @@ import { createVerifier, type Verifier, type VerifierOptions } from '@tessera/ve
 import { type CryptoKey, importJWK, type JWK, jwtVerify } from 'jose';
 import { createVerifierWith } from '../packages/verify/src/create_verifier.js';
 import { joseEngine } from '../packages/verify/src/jose_key_verifier.js';
+import { median } from './lib/percentiles.js';
+import { machineTicks, pidJiffies } from './lib/proc_cpu.js';
+import { waitForQuiet } from './lib/quiet.js';
 
 type Alg = 'RS256' | 'ES256' | 'EdDSA';
 const ISSUER = 'http://localhost:4000';
@@ -291,12 +294,12 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- optional references
   const fastJwt = await import('fast-jwt').catch(() => undefined);
 
-  const quiet = { budgetMs: Number(args['quiet-wait']) * 1000 };
+  const quiet = { ms: Number(args['quiet-wait']) * 1000 };
   const micro: MicroResult[] = [];
   if (!args['skip-micro']) {
     pin(process.pid, 0);
     for (const alg of algs) {
-      await waitForQuiet(quiet);
+      await waitForQuiet({ budget: quiet, threshold: 0.3, log });
       micro.push(...(await microBench(materials.get(alg)!, fastJwt?.createVerifier)));
     }
   }
@@ -315,7 +318,7 @@ async function main(): Promise<void> {
       for (const kind of kinds) handles.push(await startServer(kind, material));
       const order = [...handles, ...[...handles].reverse()];
       for (const handle of order) {
-        await waitForQuiet(quiet);
+        await waitForQuiet({ budget: quiet, threshold: 0.3, log });
         await loadPass(handle, material, Number(args.duration) / 2);
       }
     } finally {
@@ -657,11 +660,11 @@ async function loadPass(handle: ServerHandle, material: Material, seconds: numbe
   const connections = Number(args.connections);
   await autocannon({ url, connections, duration: Number(args.warmup), headers });
   const cpu0 = await childCpu(child);
-  const busy0 = machineBusy();
+  const busy0 = machineTicks();
   const ours0 = pidJiffies(process.pid) + pidJiffies(child.pid!);
   const result = (await autocannon({ url, connections, duration: seconds, headers })) as AutocannonResult;
   const ours1 = pidJiffies(process.pid) + pidJiffies(child.pid!);
-  const busy1 = machineBusy();
+  const busy1 = machineTicks();
   const cpu1 = await childCpu(child);
   const pass = {
     total: result.requests.total,
@@ -720,39 +723,6 @@ function childCpu(child: ChildProcess): Promise<NodeJS.CpuUsage> {
 }
 
 // ====================================================================== machine noise
-
-/** Busy and total jiffies of the whole machine (/proc/stat). */
-function machineBusy(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  const idle = fields[3]! + (fields[4] ?? 0);
-  return { busy: total - idle, total };
-}
-
-/** utime + stime of a process, all its threads, in jiffies. */
-function pidJiffies(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
-}
-
-/** Waits (within the run's budget) until other processes use under 0.3 core for 1 s. */
-async function waitForQuiet(budget: { budgetMs: number }): Promise<void> {
-  while (budget.budgetMs > 0) {
-    const a = machineBusy();
-    const ours0 = pidJiffies(process.pid);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const b = machineBusy();
-    const others = Math.max(0, b.busy - a.busy - (pidJiffies(process.pid) - ours0)) / ((b.total - a.total) / NPROC);
-    if (others < 0.3) return;
-    budget.budgetMs -= 1000;
-    log(`waiting for other processes to leave the CPU (${others.toFixed(2)} cores busy; ${Math.max(0, budget.budgetMs / 1000).toFixed(0)} s of waiting left)`);
-  }
-}
 
 // ====================================================================== report
 
@@ -857,12 +827,6 @@ function packageVersion(name: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function fmtK(value: number): string {
