@@ -164,12 +164,14 @@ async function createDataDir(dataDir: string): Promise<boolean> {
  * never gives back: it is done by a short-lived child process (about 0.2 s).
  */
 async function unpackOutOfProcess(dataDir: string): Promise<boolean> {
-  const template = new URL(import.meta.url.endsWith('.ts') ? './pglite_template.ts' : './pglite_template.js', import.meta.url).href;
+  const fromSource = import.meta.url.endsWith('.ts');
+  const template = new URL(fromSource ? './pglite_template.ts' : './pglite_template.js', import.meta.url).href;
   const script = `process.umask(0o077);
 const { unpackPgliteTemplate } = await import(${JSON.stringify(template)});
 process.stdout.write(String(await unpackPgliteTemplate(${JSON.stringify(dataDir)})));`;
   // From source, the child needs this process's loader (tsx) and conditions.
-  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { timeout: 120_000 });
+  const loader = fromSource ? process.execArgv : [];
+  const { stdout } = await promisify(execFile)(process.execPath, [...loader, '--input-type=module', '-e', script], { timeout: 120_000 });
   return stdout === 'true';
 }
 
