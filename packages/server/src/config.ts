@@ -183,6 +183,8 @@ export const DEFAULTS = {
   feedMaxStreams: 4096,
   mailFrom: 'Tessera <no-reply@localhost>',
   mailPerHour: 5,
+  jwksMaxAge: 300,
+  dpopNonce: false,
 } as const;
 
 /**
@@ -285,7 +287,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     feedHeartbeat: options.feedHeartbeat ?? 10,
     feedSecret,
     metricsToken,
-    dpopNonce: options.dpopNonce ?? false,
+    dpopNonce: options.dpopNonce ?? DEFAULTS.dpopNonce,
     feedStreamsPerAddress: positiveInt('feedStreamsPerAddress', options.feedStreamsPerAddress ?? DEFAULTS.feedStreamsPerAddress),
     feedMaxStreams: positiveInt('feedMaxStreams', options.feedMaxStreams ?? DEFAULTS.feedMaxStreams),
     feedSlowConsumerMs: positiveInt('feedSlowConsumerMs', options.feedSlowConsumerMs ?? 15_000),
@@ -296,7 +298,7 @@ export function resolveConfig(options: ServerOptions = {}): Readonly<ServerConfi
     publicUrl: publicUrl?.replace(/\/+$/, ''),
     mailPerHour: positiveInt('mailPerHour', options.mailPerHour ?? DEFAULTS.mailPerHour),
     revocationPoll: nonNegative('revocationPoll', options.revocationPoll ?? 1),
-    jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? 300),
+    jwksMaxAge: nonNegative('jwksMaxAge', options.jwksMaxAge ?? DEFAULTS.jwksMaxAge),
     keyEncryptionKey: options.keyEncryptionKey ? parseKeyEncryptionKey(options.keyEncryptionKey) : undefined,
     keyReloadInterval: nonNegative('keyReloadInterval', options.keyReloadInterval ?? 10),
     retention,

@@ -8,6 +8,7 @@ export { refreshJtiHash, successorJti } from './keys/tokens.js';
 export type { Clock } from './lib/clock.js';
 export { parseDuration } from './lib/duration.js';
 export { type AuthServer, createAuthServer } from './server.js';
+export { SERVER_FLAGS, type ServerFlag, type ServerFlagValue } from './server_flags.js';
 export type { Database, Queryable } from './store/database.js';
 export { assertPrivateDataDir, DataDirModeError, openDataDir } from './store/data_dir.js';
 export { DataDirInUseError, lockDataDir } from './store/data_dir_lock.js';

@@ -1,59 +1,39 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { createAuthServer, type ServerOptions } from '@tessera/server';
+import { createAuthServer, SERVER_FLAGS, type ServerFlag, type ServerOptions } from '@tessera/server';
 import { SERVE_FLAGS, type ServeFlag, UsageError } from '../options.js';
 
-/** Turns `serve` flags into server options; a bad value is a usage error naming the flag. */
+/**
+ * Turns `serve` flags into server options, by the server's flag table; a bad value is a
+ * usage error naming the flag. The `custom` ones follow their own rule below.
+ */
 export function serverOptionsFrom(values: Partial<Record<ServeFlag, string>>): ServerOptions {
-  const int = (flag: ServeFlag): number | undefined => {
+  const options: Record<string, unknown> = {};
+  for (const [flag, spec] of Object.entries(SERVER_FLAGS) as [ServeFlag, ServerFlag][]) {
     const v = values[flag];
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got ${v}`);
-    return Number(v);
-  };
-  const oneOf = <T extends string>(flag: ServeFlag, allowed: readonly T[]): T | undefined => {
-    const v = values[flag];
-    if (v === undefined) return undefined;
-    if (!(allowed as readonly string[]).includes(v)) throw new UsageError(`--${flag}: expected ${allowed.join(' or ')}, got ${v}`);
-    return v as T;
-  };
+    if (spec.value === 'custom') continue;
+    if (v === undefined) continue;
+    if (spec.value === 'int') {
+      if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got ${v}`);
+      options[spec.option] = Number(v);
+    } else if (spec.value === 'on-off' || Array.isArray(spec.value)) {
+      const allowed: readonly string[] = spec.value === 'on-off' ? ['on', 'off'] : spec.value;
+      if (!allowed.includes(v)) throw new UsageError(`--${flag}: expected ${allowed.join(' or ')}, got ${v}`);
+      options[spec.option] = spec.value === 'on-off' ? v === 'on' : v;
+    } else {
+      options[spec.option] = v;
+    }
+  }
   const trust = values['trust-proxy'];
-  return {
-    port: int('port'),
-    host: values.host,
-    dataDir: values['data-dir'],
-    databaseUrl: values['database-url'],
-    databasePoolSize: int('database-pool-size'),
-    redisUrl: values['redis-url'],
-    issuer: values.issuer,
-    audience: values.audience,
-    smtpUrl: values['smtp-url'],
-    smtpCa: values['smtp-ca-file'] === undefined ? undefined : readCa(values['smtp-ca-file']),
-    mailFrom: values['mail-from'],
-    mailPerHour: int('mail-per-hour'),
-    publicUrl: values['public-url'],
-    clientId: values['client-id'],
-    alg: oneOf('alg', ['RS256', 'PS256', 'ES256', 'EdDSA'] as const),
-    accessTtl: values['access-ttl'],
-    refreshTtl: values['refresh-ttl'],
-    reuseGrace: values['reuse-grace'],
-    retention: values.retention,
-    sessionPolicy: oneOf('session-policy', ['multiple', 'single'] as const),
-    signup: oneOf('signup', ['open', 'closed'] as const),
-    privateKeyFile: values['private-key'],
-    rateLimit: values['rate-limit'],
-    trustProxy: trust === undefined || trust === 'false' ? false : trust === 'true' ? true : trust,
-    log: values['log-level'] === 'silent' ? false : oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
-    jwksMaxAge: int('jwks-max-age'),
-    webRoot: values['web-root'] === 'none' ? undefined : (values['web-root'] ?? builtWebApp()),
-    keyEncryptionKey: values['key-encryption-key'],
-    feedSecret: values['feed-secret'],
-    metricsToken: values['metrics-token'],
-    dpopNonce: values['dpop-nonce'] === undefined ? undefined : oneOf('dpop-nonce', ['on', 'off'] as const) === 'on',
-    feedStreamsPerAddress: int('feed-streams-per-address'),
-    feedMaxStreams: int('feed-max-streams'),
-  };
+  options.trustProxy = trust === undefined || trust === 'false' ? false : trust === 'true' ? true : trust;
+  const level = values['log-level'];
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (level !== undefined && !levels.includes(level)) throw new UsageError(`--log-level: expected ${levels.join(' or ')}, got ${level}`);
+  options.log = level === 'silent' ? false : level;
+  options.webRoot = values['web-root'] === 'none' ? undefined : (values['web-root'] ?? builtWebApp());
+  if (values['smtp-ca-file'] !== undefined) options.smtpCa = readCa(values['smtp-ca-file']);
+  return options as ServerOptions;
 }
 
 /** The React app of apps/web, when it has been built (npm install builds it). */
