@@ -135,6 +135,22 @@ describe('the admin API', () => {
     assert.equal((await call('DELETE', `/admin/users/${randomUUID()}/sessions`)).status, 404);
   });
 
+  test('roles and disabled in one PATCH change together, in one transaction, both audited', async () => {
+    const user = await signUp(t);
+    const both = await call('PATCH', `/admin/users/${user.userId}`, { roles: ['editor'], disabled: true });
+    assert.equal(both.status, 200, JSON.stringify(both.body));
+    assert.deepEqual(both.body.roles, ['editor']);
+    assert.equal(both.body.disabled, true);
+    assert.equal(both.body.active_sessions, 0);
+    const events = await t.server.context.store.audit.list({ userId: user.userId, limit: 10 });
+    const changed = events.filter((e) => e.event === 'user.roles_changed' || e.event === 'user.disabled');
+    assert.equal(changed.length, 2);
+    assert.equal(changed[0]!.at.getTime(), changed[1]!.at.getTime(), 'one transaction, one time');
+    const self = await call('PATCH', `/admin/users/${admin.id}`, { roles: ['admin', 'ops2'], disabled: true });
+    assert.equal(self.status, 400);
+    assert.ok(!(await t.server.context.store.users.findById(admin.id))?.roles.includes('ops2'), 'the allowed half did not happen either');
+  });
+
   test('a reset link: under --public-url, one-time, 30 minutes; the user signs in with the new password', async () => {
     const user = await signUp(t);
     const link = await call('POST', `/admin/users/${user.userId}/password-reset`);

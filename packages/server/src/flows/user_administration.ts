@@ -109,6 +109,37 @@ export async function setDisabled(ctx: AccountsContext, input: { user: UserRef; 
   return result;
 }
 
+/**
+ * Roles and the disabled flag of one user, changed together in one transaction (the
+ * admin API's PATCH): every check of `setRoles` and `setDisabled` applies, and when one
+ * refuses, nothing changes.
+ */
+export async function updateUser(
+  ctx: AccountsContext,
+  input: { user: UserRef; roles?: readonly unknown[]; disabled?: boolean; actor: Actor },
+): Promise<{ user: UserRecord; revoked: string[] }> {
+  const roles = input.roles === undefined ? undefined : checkRoles(input.roles);
+  if (input.disabled && input.actor.kind === 'admin') {
+    const target = await ctx.store.users.find(input.user);
+    if (target?.id === input.actor.user.id) throw new TesseraError('invalid_request', 'You cannot disable your own account.');
+  }
+  const result = await ctx.store.users.update({
+    user: input.user,
+    ...(roles === undefined ? {} : { roles }),
+    ...(input.disabled === undefined ? {} : { disabled: input.disabled }),
+    now: new Date(ctx.now()),
+    audit: actorAudit(input.actor),
+    admin: adminGuard(input.actor),
+    guard: (target) => {
+      if (input.actor.kind !== 'admin' || target.id !== input.actor.user.id) return;
+      if (roles !== undefined && !roles.includes(ADMIN_ROLE)) throw new TesseraError('invalid_request', 'You cannot remove your own admin role; ask another admin.');
+      if (input.disabled) throw new TesseraError('invalid_request', 'You cannot disable your own account.');
+    },
+  });
+  if (!result) throw notFound(input.user);
+  return result;
+}
+
 /** Ends every session of a user (`session.revoked`, reason `admin`). */
 export async function endSessions(ctx: AccountsContext, input: { user: UserRef; actor: Actor }): Promise<{ user: UserRecord; revoked: string[] }> {
   const user = await ctx.store.users.find(input.user);

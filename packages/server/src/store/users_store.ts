@@ -166,29 +166,7 @@ export class UsersStore {
     audit: AuditBase;
     admin?: AdminGuard;
   }): Promise<{ user: UserRecord; revoked: string[]; changed: boolean } | null> {
-    return this.#writer.write(input.now, async (tx, log, revoke) => {
-      if (input.admin) await lockAdminChange(tx, input.admin);
-      const found = await tx.query<UserRow>(`SELECT * FROM users WHERE ${refWhere(input.user)} FOR UPDATE`, [refValue(input.user)]);
-      if (!found.rows[0]) return null;
-      const before = toUser(found.rows[0]);
-      if ((before.disabledAt !== null) === input.disabled) return { user: before, revoked: [], changed: false };
-      const { rows } = await tx.query<UserRow>(`UPDATE users SET disabled_at = ${input.disabled ? '$2' : 'NULL'}, updated_at = $2 WHERE id = $1 RETURNING *`, [
-        before.id,
-        input.now,
-      ]);
-      const user = toUser(rows[0]!);
-      if (input.admin) await ensureAdminLeft(tx, input.admin);
-      const base = { ...input.audit, userId: user.id, username: user.username };
-      await log({ ...base, event: input.disabled ? 'user.disabled' : 'user.enabled', outcome: 'success' });
-      let revoked: string[] = [];
-      if (input.disabled) {
-        // A disabled account cannot be taken back through a link mailed before.
-        await voidResetTokens(tx, user.id, input.now);
-        revoked = await revoke('user_id = $1', [user.id], 'user_disabled');
-        for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_disabled' });
-      }
-      return { user, revoked, changed: true };
-    });
+    return this.update(input);
   }
 
   /**
@@ -204,16 +182,55 @@ export class UsersStore {
     guard?: (user: UserRecord) => void;
     admin?: AdminGuard;
   }): Promise<UserRecord | null> {
-    return this.#writer.write(input.now, async (tx, log) => {
+    return (await this.update(input))?.user ?? null;
+  }
+
+  /**
+   * Roles and the disabled flag in one transaction: both change or, when a check
+   * refuses either (`guard` on the locked row, the admin guard), neither does.
+   * Disabling ends every session of the user with it. Null when there is no such user.
+   */
+  async update(input: {
+    user: UserRef;
+    roles?: string[];
+    disabled?: boolean;
+    now: Date;
+    audit: AuditBase;
+    guard?: (user: UserRecord) => void;
+    admin?: AdminGuard;
+  }): Promise<{ user: UserRecord; revoked: string[]; changed: boolean } | null> {
+    return this.#writer.write(input.now, async (tx, log, revoke) => {
       if (input.admin) await lockAdminChange(tx, input.admin);
       const found = await tx.query<UserRow>(`SELECT * FROM users WHERE ${refWhere(input.user)} FOR UPDATE`, [refValue(input.user)]);
       if (!found.rows[0]) return null;
-      input.guard?.(toUser(found.rows[0]));
-      const { rows } = await tx.query<UserRow>('UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING *', [found.rows[0].id, input.roles, input.now]);
-      const user = toUser(rows[0]!);
-      if (input.admin) await ensureAdminLeft(tx, input.admin);
-      await log({ ...input.audit, event: 'user.roles_changed', outcome: 'success', userId: user.id, username: user.username, reason: `roles: ${user.roles.join(', ') || '(none)'}` });
-      return user;
+      let user = toUser(found.rows[0]);
+      input.guard?.(user);
+      let changed = false;
+      let revoked: string[] = [];
+      if (input.roles !== undefined) {
+        const { rows } = await tx.query<UserRow>('UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING *', [user.id, input.roles, input.now]);
+        user = toUser(rows[0]!);
+        changed = true;
+        await log({ ...input.audit, event: 'user.roles_changed', outcome: 'success', userId: user.id, username: user.username, reason: `roles: ${user.roles.join(', ') || '(none)'}` });
+      }
+      if (input.disabled !== undefined && (user.disabledAt !== null) !== input.disabled) {
+        const { rows } = await tx.query<UserRow>(`UPDATE users SET disabled_at = ${input.disabled ? '$2' : 'NULL'}, updated_at = $2 WHERE id = $1 RETURNING *`, [
+          user.id,
+          input.now,
+        ]);
+        user = toUser(rows[0]!);
+        changed = true;
+        const base = { ...input.audit, userId: user.id, username: user.username };
+        await log({ ...base, event: input.disabled ? 'user.disabled' : 'user.enabled', outcome: 'success' });
+        if (input.disabled) {
+          // A disabled account cannot be taken back through a link mailed before.
+          await voidResetTokens(tx, user.id, input.now);
+          revoked = await revoke('user_id = $1', [user.id], 'user_disabled');
+          for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'user_disabled' });
+        }
+      }
+      if (changed && input.admin) await ensureAdminLeft(tx, input.admin);
+      return { user, revoked, changed };
     });
   }
 

@@ -5,7 +5,7 @@ import type { Actor } from '../../flows/actors.js';
 import { authenticate } from '../../flows/authenticate.js';
 import type { AuthContext } from '../../flows/context.js';
 import { issueResetLink } from '../../flows/password_reset.js';
-import { ADMIN_ROLE, describeUser, endSessions, listAuditEvents, listUsers, setDisabled, setRoles } from '../../flows/user_administration.js';
+import { ADMIN_ROLE, describeUser, endSessions, listAuditEvents, listUsers, updateUser } from '../../flows/user_administration.js';
 import { clientInfo, requireAccessCredential } from '../request_context.js';
 import { bearerSecurity, errorResponses, ISO_TIME_PATTERN, NO_NUL_PATTERN, TOKEN_ERRORS } from '../schemas.js';
 
@@ -136,8 +136,8 @@ export function adminRoutes(app: FastifyInstance, ctx: AuthContext): void {
         throw new TesseraError('invalid_request', 'You cannot remove your own admin role; ask another admin.');
       }
       if (disabled === true && ref.id === actor.user.id) throw new TesseraError('invalid_request', 'You cannot disable your own account.');
-      if (roles !== undefined) await setRoles(ctx, { user: ref, roles, actor });
-      if (disabled !== undefined) await setDisabled(ctx, { user: ref, disabled, actor });
+      // One transaction: a refused half (the last admin, say) leaves the other undone too.
+      await updateUser(ctx, { user: ref, ...(roles === undefined ? {} : { roles }), ...(disabled === undefined ? {} : { disabled }), actor });
       return userView((await describeUser(ctx, ref)).user);
     },
   );
