@@ -83,3 +83,36 @@ describe('DPoP proofs (RFC 9449 §4.3)', () => {
     await refused(check(await proof(key), { replay }), /replay/);
   });
 });
+
+describe('the two proof engines agree (jose on WebCrypto, fast-jwt on node:crypto)', () => {
+  test('a good proof passes both; a forged signature, another key, a key of the wrong type for alg or a wrong typ fails both; the digests match', async () => {
+    const { proofEngine: joseProof } = await import('./jose_key_verifier.js');
+    const { proofEngine: nodeProof } = await import('./node_key_verifier.js');
+    for (const alg of ['ES256', 'EdDSA'] as const) {
+      const key = await keyPair(alg);
+      const other = await keyPair(alg);
+      const good = await proof(key);
+      const [h, p, sig] = good.split('.');
+      const flipped = `${h}.${p}.${sig!.slice(0, -2)}${sig!.endsWith('AA') ? 'BA' : 'AA'}`;
+      for (const engine of [joseProof, nodeProof]) {
+        const verifier = await engine.prepare(key.jwk, alg);
+        assert.equal((await verifier.verify(good)).htm, 'POST');
+        await assert.rejects(async () => verifier.verify(flipped));
+        await assert.rejects(async () => verifier.verify(await proof(other)), 'signed by another key');
+        await assert.rejects(async () => verifier.verify(await proof(key, {}, { typ: 'JWT' })));
+        await assert.rejects(engine.prepare(key.jwk, alg === 'ES256' ? 'EdDSA' : 'ES256'), 'a key that does not fit the alg');
+      }
+    }
+    const text = 'tessera:ath';
+    assert.equal(await nodeProof.sha256(text), await joseProof.sha256(text));
+    assert.equal(await nodeProof.sha256(text), await accessTokenHash(text));
+  });
+
+  test('exp and nbf, when a proof carries them, are checked with the iat window', async () => {
+    const key = await keyPair();
+    const s = Math.floor(NOW / 1000);
+    await refused(check(await proof(key, { exp: s - 61 })), /exp has passed/);
+    await refused(check(await proof(key, { nbf: s + 61 })), /nbf is in the future/);
+    assert.deepEqual(await check(await proof(key, { exp: s + 30, nbf: s - 30 })), { jkt: key.jkt });
+  });
+});

@@ -1,5 +1,6 @@
 import { TesseraError } from '@tessera/protocol';
-import { base64url, type CryptoKey, calculateJwkThumbprint, decodeProtectedHeader, importJWK, type JWK, jwtVerify } from 'jose';
+import { proofEngine } from '#key-verifier';
+import { base64url, calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
 
 /** `typ` of a DPoP proof (RFC 9449 §4.2). */
 export const DPOP_PROOF_TYPE = 'dpop+jwt';
@@ -99,16 +100,21 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   let key: ProofKey;
   try {
     key = await proofKey(proof.slice(0, proof.indexOf('.')), jwk, String(header.alg));
-    ({ payload } = await jwtVerify(proof, key.key, { typ: DPOP_PROOF_TYPE, algorithms: [...DPOP_ALGORITHMS], currentDate: new Date(check.now), clockTolerance: DPOP_MAX_AGE_SECONDS }));
+    payload = await key.verifier.verify(proof);
   } catch {
     return refuse('bad signature');
   }
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return refuse('the payload is not a JSON object');
+  const nowS = check.now / 1000;
+  const { exp, nbf } = payload;
+  if (exp !== undefined && (typeof exp !== 'number' || exp <= nowS - DPOP_MAX_AGE_SECONDS)) return refuse('exp has passed');
+  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > nowS + DPOP_MAX_AGE_SECONDS)) return refuse('nbf is in the future');
   const { jti, htm, htu, iat, ath, nonce } = payload;
   if (typeof jti !== 'string' || jti.length < 8 || jti.length > 256) return refuse('jti missing or out of bounds');
   if (htm !== check.method) return refuse('htm does not match the request method');
   if (typeof htu !== 'string' || !sameTarget(htu, check.url)) return refuse('htu does not match the request URL');
   if (typeof iat !== 'number' || !Number.isFinite(iat) || Math.abs(check.now / 1000 - iat) > DPOP_MAX_AGE_SECONDS) return refuse('iat is not within 60 s of now');
-  if (check.accessToken !== undefined && ath !== (await accessTokenHash(check.accessToken))) return refuse('ath is not the access token’s hash');
+  if (check.accessToken !== undefined && ath !== (await proofEngine.sha256(check.accessToken))) return refuse('ath is not the access token’s hash');
   if (check.nonce !== undefined && !(typeof nonce === 'string' && (typeof check.nonce === 'string' ? [check.nonce] : check.nonce).includes(nonce))) {
     throw new TesseraError('invalid_dpop_proof', 'DPoP proof refused: a fresh server nonce is required (DPoP-Nonce).', { details: { dpop_error: 'use_dpop_nonce' } });
   }
@@ -116,13 +122,13 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   if (check.expectedJkt !== undefined && jkt !== check.expectedJkt) return refuse('signed by another key than the one the token is bound to');
   // Last, so a proof refused for another reason does not use up its jti.
   // A fixed-size key (128 bits of a hash), whatever length of jti the client chose: the cache's memory is bounded by its entry count.
-  const replayKey = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${jkt}:${jti}`))).slice(0, 16));
+  const replayKey = (await proofEngine.sha256(`${jkt}:${jti}`)).slice(0, 22);
   if (!(await check.replay.remember(replayKey, 2 * DPOP_MAX_AGE_SECONDS * 1000, check.now))) return refuse('jti already used (a replay)');
   return { jkt };
 }
 
 interface ProofKey {
-  key: CryptoKey;
+  verifier: Awaited<ReturnType<typeof proofEngine.prepare>>;
   /** Its RFC 7638 thumbprint. */
   jkt: string;
 }
@@ -151,10 +157,8 @@ const PROOF_HEADER_KEPT_MAX = 400;
 
 function importProofKey(jwk: JWK, alg: string): Promise<ProofKey> {
   return (async () => {
-    const key = await importJWK({ ...jwk, ext: true }, alg);
-    // A symmetric key, or a private one, never signs a proof (RFC 9449 §4.3 check 6).
-    if (key instanceof Uint8Array || key.type !== 'public') throw new TypeError('not a public key');
-    return { key, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
+    const verifier = await proofEngine.prepare(jwk, alg);
+    return { verifier, jkt: await calculateJwkThumbprint(jwk, 'sha256') };
   })();
 }
 

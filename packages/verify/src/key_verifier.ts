@@ -35,3 +35,16 @@ export interface KeyVerifierEngine {
 
 /** Claims every Tessera access token has; a token missing one is refused. */
 export const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'exp', 'iat', 'jti', 'sid'] as const;
+
+/**
+ * DPoP proofs (RFC 9449) checked with the same engine: a proof key imported once
+ * (the caller keeps it per proof header), then each proof's signature, `alg` (exactly
+ * the key's) and `typ: dpop+jwt`. Returns the payload; time and claim checks are the
+ * caller's, the same for every engine.
+ */
+export interface ProofVerifierEngine {
+  /** Imports a proof's public JWK for `alg` (ES256 or EdDSA). Rejects when it does not fit. */
+  prepare(jwk: JWK, alg: string): Promise<{ verify(proof: string): Record<string, unknown> | Promise<Record<string, unknown>> }>;
+  /** base64url(SHA-256(text)): `ath`, and the replay cache's key. */
+  sha256(text: string): string | Promise<string>;
+}
