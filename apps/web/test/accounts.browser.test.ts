@@ -294,7 +294,7 @@ describe('account recovery and the Admin section in a real browser', () => {
     await button(users, `Save roles of ${bob}`).click();
     await users.getByRole('status').filter({ hasText: `Roles of ${bob}: editor, reviewer` }).waitFor();
     await bobPage.reload();
-    await bobPage.getByText('Roles: editor, reviewer').waitFor();
+    await bobPage.getByText('Roles: editor, reviewer', { exact: true }).waitFor();
 
     // Disable: bob's session ends, and he cannot sign in.
     await button(users, `Disable ${bob}`).click();
