@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { PreparedStatements } from './pglite_statements.js';
 import { POSTGRESQL_CONF, pgliteTemplate } from './pglite_template.js';
 
 export interface PgliteWorkerData {
@@ -42,6 +43,10 @@ if (parentPort) {
   try {
     const loadDataDir = dataDir === undefined ? await pgliteTemplate() : undefined;
     const db = await PGlite.create(dataDir ?? 'memory://', { postgresqlconf: POSTGRESQL_CONF, loadDataDir });
+    const statements = new PreparedStatements(db);
+    // PGlite's own locks, as `query` takes them: a statement outside a transaction waits
+    // for any open one to end; one inside it only for the statement before it.
+    const alone = <T>(fn: () => Promise<T>) => db._runExclusiveTransaction(() => db._runExclusiveQuery(fn));
     const open = new Map<number, { tx: Transaction; finish: (commit: boolean) => void; done: Promise<unknown> }>();
     let nextTx = 1;
 
@@ -80,13 +85,21 @@ if (parentPort) {
     const handle = async (request: PgliteRequest): Promise<PgliteReply> => {
       switch (request.kind) {
         case 'query': {
-          const target = request.tx === undefined ? db : open.get(request.tx)?.tx;
-          if (!target) throw new Error('no such transaction');
-          const result = await target.query(request.sql, request.params);
+          const { sql, params } = request;
+          if (request.tx !== undefined && !open.has(request.tx)) throw new Error('no such transaction');
+          const result =
+            request.tx === undefined
+              ? await alone(async () => {
+                  const outcome = await statements.query(sql, params);
+                  await db.syncToFs();
+                  return outcome;
+                })
+              : await db._runExclusiveQuery(() => statements.query(sql, params));
           return { id: request.id, ok: true, rows: result.rows, rowCount: result.affectedRows || result.rows.length };
         }
         case 'exec':
           await db.exec(request.sql);
+          await alone(() => statements.forgetAll());
           return { id: request.id, ok: true };
         case 'begin':
           return { id: request.id, ok: true, tx: await begin() };
