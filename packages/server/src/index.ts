@@ -14,7 +14,7 @@ export { assertPrivateDataDir, DataDirModeError, openDataDir } from './store/dat
 export { DataDirInUseError, lockDataDir } from './store/data_dir_lock.js';
 export { MIGRATIONS, migrate, migrationState } from './store/migrations.js';
 export { openPgliteDatabase } from './store/pglite_database.js';
-export { openPostgresDatabase } from './store/postgres_database.js';
+export { openPostgresDatabase, type PostgresDatabaseOptions } from './store/open_postgres_database.js';
 export type * from './store/records.js';
 export { type AuditSink, type RotationOutcome, Store } from './store/store.js';
 export { ADMIN_SOCKET, callAdminChannel, startAdminChannel } from './admin_channel.js';

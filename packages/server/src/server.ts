@@ -22,7 +22,7 @@ import { usernameSkeleton } from './flows/usernames.js';
 import { openDataDir } from './store/data_dir.js';
 import { migrate } from './store/migrations.js';
 import { openPgliteDatabase } from './store/pglite_database.js';
-import { openPostgresDatabase } from './store/postgres_database.js';
+import { openPostgresDatabase } from './store/open_postgres_database.js';
 import { Store } from './store/store.js';
 
 

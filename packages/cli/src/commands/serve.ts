@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { createAuthServer, SERVER_FLAGS, type ServerFlag, type ServerOptions } from '@tessera/server';
 import { SERVE_FLAGS, type ServeFlag, UsageError } from '../options.js';
 
@@ -54,6 +55,11 @@ export async function serve(values: Partial<Record<ServeFlag, string>>, out: Nod
   } catch (error) {
     throw error instanceof UsageError ? error : new UsageError((error as Error).message);
   }
+  // The embedded database is PostgreSQL compiled to WebAssembly. V8's optimising tier
+  // keeps about 40-50 MB of compiler memory once PGlite has warmed up, and buys about
+  // 10 % of PGlite's statement time (bench/README.md): in a process that is ours alone,
+  // PGlite runs on the baseline tier. Set before the database thread compiles it.
+  if (!options.databaseUrl) setFlagsFromString('--liftoff-only');
   let server: Awaited<ReturnType<typeof createAuthServer>>;
   try {
     server = await createAuthServer(options);

@@ -1,4 +1,5 @@
-import { createTransport } from 'nodemailer';
+import type { Transporter } from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Logger } from 'pino';
 import type { MailContent } from './messages.js';
@@ -166,7 +167,13 @@ export function createMailer(options: MailerOptions): Mailer {
   const closeTimeoutMs = whole(options.closeTimeoutMs ?? MAILER_DEFAULTS.closeTimeoutMs, 'closeTimeoutMs', 0);
   const { from, log } = options;
 
-  const transport = createTransport({
+  // nodemailer (about 14 MB of memory) loads with the first message, not with the server.
+  let transport: Transporter | undefined;
+  const transportFor = async (): Promise<Transporter> => {
+    transport ??= (await import('nodemailer')).createTransport(transportOptions);
+    return transport;
+  };
+  const transportOptions: SMTPTransport.Options = {
     host: target.host,
     port: target.port,
     secure: target.secure,
@@ -186,7 +193,7 @@ export function createMailer(options: MailerOptions): Mailer {
     // The content is ours; never let a message make the transport read a file or fetch a URL.
     disableFileAccess: true,
     disableUrlAccess: true,
-  });
+  };
 
   const ready: Job[] = [];
   const waiting = new Map<Job, NodeJS.Timeout>();
@@ -222,7 +229,7 @@ export function createMailer(options: MailerOptions): Mailer {
     job.attempt += 1;
     const facts = { kind: job.kind, userId: job.userId, attempt: job.attempt };
     try {
-      await transport.sendMail({
+      await (await transportFor()).sendMail({
         from,
         to: job.to,
         subject: job.content.subject,
@@ -301,7 +308,7 @@ export function createMailer(options: MailerOptions): Mailer {
           for (const controller of inFlight) controller.abort();
           await within(drained, 1000);
         }
-        transport.close();
+        transport?.close();
       })();
       return closing;
     },
