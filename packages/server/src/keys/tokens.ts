@@ -6,8 +6,9 @@ import {
   type RefreshTokenClaims,
   TesseraError,
 } from '@tessera/protocol';
-import { errors, jwtVerify, SignJWT } from 'jose';
+import { errors, jwtVerify } from 'jose';
 import type { KeyRing } from './key_ring.js';
+import { signToken } from './token_signer.js';
 
 /** Signs an access token (RFC 9068 `at+jwt`): who, which session, which roles. Nothing secret. */
 export async function signAccessToken(
@@ -30,9 +31,7 @@ export async function signAccessToken(
     ...(input.amr ? { amr: [...input.amr] } : {}),
     ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
   };
-  const token = await new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: ACCESS_TOKEN_TYPE })
-    .sign(ring.signer.key);
+  const token = await signToken(ring.signer, ACCESS_TOKEN_TYPE, { ...claims });
   return { token, claims };
 }
 
@@ -51,9 +50,7 @@ export async function signRefreshToken(
     sid: input.sessionId,
     ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
   };
-  return new SignJWT({ ...claims })
-    .setProtectedHeader({ alg: ring.signer.alg, kid: ring.signer.kid, typ: REFRESH_TOKEN_TYPE })
-    .sign(ring.signer.key);
+  return signToken(ring.signer, REFRESH_TOKEN_TYPE, { ...claims });
 }
 
 /** A fresh refresh token id: 256 random bits. */
