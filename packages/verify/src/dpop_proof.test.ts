@@ -82,6 +82,24 @@ describe('DPoP proofs (RFC 9449 §4.3)', () => {
     await check(await proof(key), { replay });
     await refused(check(await proof(key), { replay }), /replay/);
   });
+
+  test('a full replay cache takes new keys again as soon as the oldest expire', async () => {
+    const replay = memoryReplayCache(2);
+    assert.equal(await replay.remember('a', 1000, NOW), true);
+    assert.equal(await replay.remember('b', 1000, NOW + 10), true);
+    assert.equal(await replay.remember('c', 1000, NOW + 20), false);
+    assert.equal(await replay.remember('c', 1000, NOW + 1000), true, 'a expired, so c fits');
+    assert.equal(await replay.remember('a', 1000, NOW + 1000), false, 'b is still live: full');
+    assert.equal(replay.size, 2);
+  });
+
+  test('use, key_ops and alg in the header jwk are ignored: the proof is checked against the key alone', async () => {
+    for (const alg of ['ES256', 'EdDSA'] as const) {
+      const key = await keyPair(alg);
+      const decorated = { ...key.jwk, use: 'sig', key_ops: ['sign'], alg };
+      assert.deepEqual(await check(await proof(key, {}, { jwk: decorated })), { jkt: key.jkt });
+    }
+  });
 });
 
 describe('the two proof engines agree (jose on WebCrypto, fast-jwt on node:crypto)', () => {

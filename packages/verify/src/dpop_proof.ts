@@ -23,10 +23,10 @@ export interface DpopReplayCache {
 }
 
 /**
- * An in-process replay cache, bounded: at `maxEntries` it forgets expired keys, then
- * refuses new ones (fail closed). Expired keys at the front (the oldest) are also
- * dropped as new ones arrive, so its memory follows the traffic of the last
- * `ttlMs` rather than growing to `maxEntries`.
+ * An in-process replay cache, bounded: expired keys at the front (the oldest) are
+ * dropped as new ones arrive, so its memory follows the traffic of the last `ttlMs`;
+ * at `maxEntries` live keys it refuses new ones (fail closed: forgetting a live key
+ * would let its proof be replayed). Each call is O(1) amortised, full or not.
  */
 export function memoryReplayCache(maxEntries = 1_000_000): DpopReplayCache & { readonly size: number } {
   // Insertion order: with one ttl for every key (as verifyDpopProof uses), also expiry order.
@@ -43,10 +43,8 @@ export function memoryReplayCache(maxEntries = 1_000_000): DpopReplayCache & { r
         if (t > now) break;
         seen.delete(k);
       }
-      if (seen.size >= maxEntries) {
-        for (const [k, t] of seen) if (t <= now) seen.delete(k);
-        if (seen.size >= maxEntries) return false;
-      }
+      // The sweep above already dropped every expired key (one ttl: insertion order is expiry order).
+      if (seen.size >= maxEntries) return false;
       seen.delete(key); // so that it moves to the back, in expiry order
       seen.set(key, now + ttlMs);
       return true;
@@ -95,11 +93,14 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   const jwk = header.jwk as JWK | undefined;
   if (!jwk || typeof jwk !== 'object' || Array.isArray(jwk)) return refuse('no public jwk in the header');
   if (PRIVATE_MEMBERS.some((m) => m in jwk)) return refuse('the jwk carries private key material');
+  // Only the key itself: `use`, `key_ops` or `alg` in it would be read by one engine
+  // (WebCrypto refuses key_ops ["sign"]) and not by the other, so both see the same key.
+  const publicKey = keyMembers(jwk);
   if (header.crit !== undefined) return refuse('crit is not supported');
   let payload: Record<string, unknown>;
   let key: ProofKey;
   try {
-    key = await proofKey(proof.slice(0, proof.indexOf('.')), jwk, String(header.alg));
+    key = await proofKey(proof.slice(0, proof.indexOf('.')), publicKey, String(header.alg));
     payload = await key.verifier.verify(proof);
   } catch {
     return refuse('bad signature');
@@ -133,9 +134,10 @@ interface ProofKey {
   jkt: string;
 }
 
-/** Keys of recent proofs, by their protected header: a client signs every proof with one key. */
+/** Keys of recent proofs, by their protected header, least recently used first: a client signs every proof with one key. */
 const proofKeys = new Map<string, Promise<ProofKey>>();
-const PROOF_KEYS_MAX = 10_000;
+/** About 7 KB of RSS an entry (a key and its fast-jwt verifier): at most about 14 MB. */
+const PROOF_KEYS_MAX = 2_000;
 
 /**
  * The public key in a proof's header, imported, with its thumbprint: done once per
@@ -144,9 +146,14 @@ const PROOF_KEYS_MAX = 10_000;
  */
 function proofKey(headerSegment: string, jwk: JWK, alg: string): Promise<ProofKey> {
   const known = proofKeys.get(headerSegment);
-  if (known) return known;
+  if (known) {
+    // Most recently used last, so a flood of one-off headers evicts itself before the clients in use.
+    proofKeys.delete(headerSegment);
+    proofKeys.set(headerSegment, known);
+    return known;
+  }
   const made = importProofKey(jwk, alg);
-  // An ES256 or Ed25519 header is about 200 characters: longer ones are not kept, so the cache stays under 5 MB.
+  // An ES256 or Ed25519 header is about 200 characters; longer ones (RSA keys) are not kept.
   if (headerSegment.length > PROOF_HEADER_KEPT_MAX) return made;
   made.catch(() => proofKeys.delete(headerSegment));
   if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.delete(proofKeys.keys().next().value!);
@@ -154,6 +161,14 @@ function proofKey(headerSegment: string, jwk: JWK, alg: string): Promise<ProofKe
   return made;
 }
 const PROOF_HEADER_KEPT_MAX = 400;
+
+/** The members RFC 7638 thumbprints and key imports read, per key type. */
+function keyMembers(jwk: JWK): JWK {
+  const names = jwk.kty === 'EC' ? ['kty', 'crv', 'x', 'y'] : jwk.kty === 'OKP' ? ['kty', 'crv', 'x'] : jwk.kty === 'RSA' ? ['kty', 'e', 'n'] : ['kty'];
+  const key: Record<string, unknown> = {};
+  for (const name of names) if (name in jwk) key[name] = (jwk as Record<string, unknown>)[name];
+  return key as JWK;
+}
 
 function importProofKey(jwk: JWK, alg: string): Promise<ProofKey> {
   return (async () => {
