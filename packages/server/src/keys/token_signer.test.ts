@@ -23,3 +23,13 @@ for (const alg of SIGNING_ALGORITHMS) {
     await assert.rejects(compactVerify(token, publicKey, { algorithms: [alg] }));
   });
 }
+
+test('a token with times that are not whole seconds, exp before iat, or an nbf is refused on every path', async () => {
+  for (const alg of ['EdDSA', 'RS256'] as const) {
+    const { privateKey } = (await generateKeyPair(alg)) as { privateKey: CryptoKey };
+    const signer = { kid: 'k', alg, key: privateKey };
+    for (const times of [{ iat: 100, exp: 0 }, { iat: 100, exp: Number.NaN }, { iat: Number.NaN, exp: 200 }, { iat: 100, exp: 99 }, { iat: 1.5, exp: 200 }, { iat: 100, exp: 200, nbf: 0 }]) {
+      await assert.rejects(signToken(signer, 'at+jwt', { sub: 'u', ...times }), TypeError, `${alg} ${JSON.stringify(times)}`);
+    }
+  }
+});

@@ -21,6 +21,13 @@ const inPlace = new WeakMap<CryptoKey, Map<string, (claims: TokenClaims) => stri
 
 /** Signs `claims` as a compact JWS with the header `{alg, typ, kid}` of `signer`. */
 export async function signToken(signer: LoadedKey, typ: string, claims: TokenClaims): Promise<string> {
+  // fast-jwt would drop an exp of 0 or NaN (a token that never expires) where jose throws:
+  // both paths take whole seconds, exp positive and not before iat (a session that ends
+  // within the second of a refresh gives exp = iat), and no nbf.
+  const { iat, exp } = claims;
+  if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp) || exp <= 0 || exp < iat || 'nbf' in claims) {
+    throw new TypeError('a token needs whole-second iat <= exp (and no nbf)');
+  }
   if (!SIGNED_IN_PLACE.has(signer.alg)) {
     return new SignJWT({ ...claims }).setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ }).sign(signer.key);
   }
