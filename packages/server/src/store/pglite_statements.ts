@@ -71,7 +71,7 @@ export class PreparedStatements {
   async forgetAll(): Promise<void> {
     if (this.#statements.size === 0) return;
     this.#statements.clear();
-    await this.#db.execProtocol(concat([serialize.query('DEALLOCATE ALL')]), { syncToFs: false });
+    await this.#db.execProtocol(serialize.query('DEALLOCATE ALL'), { syncToFs: false });
   }
 
   async #forget(sql: string): Promise<void> {

@@ -4,7 +4,7 @@
  * `pglite_database.ts` talks to it with the messages below.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { PGlite } from '@electric-sql/pglite';
 import { PreparedStatements } from './pglite_statements.js';
 import { POSTGRESQL_CONF, pgliteTemplate } from './pglite_template.js';
 
@@ -47,26 +47,28 @@ if (parentPort) {
     // PGlite's own locks, as `query` takes them: a statement outside a transaction waits
     // for any open one to end; one inside it only for the statement before it.
     const alone = <T>(fn: () => Promise<T>) => db._runExclusiveTransaction(() => db._runExclusiveQuery(fn));
-    const open = new Map<number, { tx: Transaction; finish: (commit: boolean) => void; done: Promise<unknown> }>();
+    // Open transactions: their statements run through `statements` under the query lock
+    // while PGlite's `transaction` holds the transaction lock until `finish` decides.
+    const open = new Map<number, { finish: (commit: boolean) => void; done: Promise<unknown> }>();
     let nextTx = 1;
 
     const begin = async (): Promise<number> => {
       const id = nextTx++;
-      let start!: (tx: Transaction) => void;
+      let start!: () => void;
       let finish!: (commit: boolean) => void;
-      const started = new Promise<Transaction>((resolve) => {
+      const started = new Promise<void>((resolve) => {
         start = resolve;
       });
       const decided = new Promise<boolean>((resolve) => {
         finish = resolve;
       });
-      const done = db.transaction(async (tx) => {
-        start(tx);
+      const done = db.transaction(async () => {
+        start();
         if (!(await decided)) throw ROLLBACK;
       });
       // A BEGIN that failed never called back: report it instead of waiting forever.
-      const tx = await Promise.race([started, done.then(() => Promise.reject(new Error('the transaction did not start')))]);
-      open.set(id, { tx, finish, done });
+      await Promise.race([started, done.then(() => Promise.reject(new Error('the transaction did not start')))]);
+      open.set(id, { finish, done });
       return id;
     };
 
