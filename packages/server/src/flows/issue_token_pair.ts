@@ -1,6 +1,6 @@
 import type { TokenPair } from '@tessera/protocol';
 import { signAccessToken, signRefreshToken } from '../keys/tokens.js';
-import type { UserRecord } from '../store/records.js';
+import type { TokenSubject } from '../store/records.js';
 import type { AuthContext } from './context.js';
 
 /** A pair as returned by login and refresh: the body, plus the refresh token for a cookie. */
@@ -15,7 +15,7 @@ export interface IssuedPair {
  */
 export async function issueTokenPair(
   ctx: AuthContext,
-  input: { user: UserRecord; sessionId: string; amr: readonly string[]; jkt?: string | null; refreshJti: string; issuedAt: Date; expiresAt: Date },
+  input: { user: TokenSubject; sessionId: string; amr: readonly string[]; jkt?: string | null; refreshJti: string; issuedAt: Date; expiresAt: Date },
 ): Promise<IssuedPair> {
   const now = ctx.now();
   const issuer = ctx.issuer();

@@ -8,7 +8,6 @@ import {
   importJWK,
   importPKCS8,
   type JWK,
-  type JWTHeaderParameters,
 } from 'jose';
 import type { SigningKeyRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
@@ -150,10 +149,9 @@ export class KeyRing {
    * `x5u`, `jwk` or `x5c` header is never looked at), and only for the
    * algorithm that key was made for.
    */
-  verificationKey(header: JWTHeaderParameters): CryptoKey {
-    const key = header.kid === undefined ? undefined : this.#snapshot.verifiers.get(header.kid);
-    if (!key || key.alg !== header.alg) throw new Error('unknown key');
-    return key.key;
+  verificationKey(header: { kid?: unknown; alg?: unknown }): LoadedKey | undefined {
+    const key = typeof header.kid === 'string' ? this.#snapshot.verifiers.get(header.kid) : undefined;
+    return key && key.alg === header.alg ? key : undefined;
   }
 }
 

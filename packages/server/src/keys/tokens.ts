@@ -6,9 +6,9 @@ import {
   type RefreshTokenClaims,
   TesseraError,
 } from '@tessera/protocol';
-import { errors, jwtVerify } from 'jose';
 import type { KeyRing } from './key_ring.js';
 import { signToken } from './token_signer.js';
+import { verifySignedToken } from './token_verifier.js';
 
 /** Signs an access token (RFC 9068 `at+jwt`): who, which session, which roles. Nothing secret. */
 export async function signAccessToken(
@@ -72,8 +72,6 @@ export function refreshJtiHash(jti: string): string {
   return createHash('sha256').update(`tessera/refresh\0${jti}`).digest('base64url');
 }
 
-const CLOCK_TOLERANCE_SECONDS = 5;
-
 /**
  * Verifies a token of the given `typ` against the key ring: allow-listed `alg`,
  * known `kid`, `iss`, `aud`, `exp`/`nbf` (5 s tolerance), required claims.
@@ -85,26 +83,12 @@ export async function verifyToken<T extends AccessTokenClaims | RefreshTokenClai
   token: string,
   expect: { typ: typeof ACCESS_TOKEN_TYPE | typeof REFRESH_TOKEN_TYPE; issuer: string; audience: string; now: number },
 ): Promise<T> {
-  try {
-    const { payload } = await jwtVerify(token, (header) => ring.verificationKey(header), {
-      algorithms: ring.algorithms(),
-      issuer: expect.issuer,
-      audience: expect.audience,
-      typ: expect.typ,
-      currentDate: new Date(expect.now),
-      clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
-    });
-    if (typeof payload.sid !== 'string' || typeof payload.jti !== 'string') {
-      throw new TesseraError('invalid_token');
-    }
-    if (expect.typ === ACCESS_TOKEN_TYPE && (typeof payload.username !== 'string' || !Array.isArray(payload.roles))) {
-      throw new TesseraError('invalid_token');
-    }
-    return payload as unknown as T;
-  } catch (error) {
-    if (error instanceof TesseraError) throw error;
-    if (error instanceof errors.JWTExpired) throw new TesseraError('token_expired', undefined, { cause: error });
-    throw new TesseraError('invalid_token', undefined, { cause: error });
+  const payload = verifySignedToken(ring, token, expect);
+  if (typeof payload.sid !== 'string' || typeof payload.jti !== 'string' || typeof payload.sub !== 'string') {
+    throw new TesseraError('invalid_token');
   }
+  if (expect.typ === ACCESS_TOKEN_TYPE && (typeof payload.username !== 'string' || !Array.isArray(payload.roles))) {
+    throw new TesseraError('invalid_token');
+  }
+  return payload as unknown as T;
 }

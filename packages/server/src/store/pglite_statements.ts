@@ -1,5 +1,7 @@
 import { type PGlite, type Results, parse, protocol } from '@electric-sql/pglite';
 
+type BackendMessage = Awaited<ReturnType<PGlite['execProtocol']>>['messages'][number];
+
 /**
  * The store's statements, parsed and planned once per database instead of once per call.
  *
@@ -81,16 +83,27 @@ export class PreparedStatements {
     await this.#db.execProtocol(concat([serialize.close({ type: 'S', name: statement.name }), serialize.sync()]), { syncToFs: false });
   }
 
-  /** Parse + Describe: the statement's parameter types, in one trip (after closing `evicted`). */
+  /**
+   * Parse + Describe: the statement's parameter types and the columns it returns, in
+   * one trip (after closing `evicted`).
+   */
   async #describe(name: string, sql: string, evicted: Uint8Array[]): Promise<Prepared> {
     const { messages } = await this.#db.execProtocol(
       concat([...evicted, serialize.parse({ name, text: sql }), serialize.describe({ type: 'S', name }), serialize.sync()]),
       { syncToFs: false },
     );
-    return { name, paramTypes: parse.parseDescribeStatementResults(messages) };
+    const columns = messages.find((message) => message.name === 'rowDescription');
+    return { name, paramTypes: parse.parseDescribeStatementResults(messages), columns: columns ? [columns] : [] };
   }
 
-  /** Bind + Describe + Execute + Sync in one trip; an error leaves the protocol ready for the next statement. */
+  /**
+   * Bind + Execute + Sync in one trip; an error leaves the protocol ready for the next
+   * statement. The columns are the ones described at Parse (all in text, as Bind asks
+   * for): a Describe per run would have PostgreSQL send, and PGlite decode, every
+   * column's name again (a fifth of the worker's time on the refresh statement). When
+   * a table changes under a `SELECT *`, PostgreSQL refuses the run (0A000) rather than
+   * return other columns.
+   */
   async #execute(statement: Prepared, params: readonly unknown[]): Promise<Results> {
     const values = params.map((value, i) => {
       if (value === null || value === undefined) return null;
@@ -98,10 +111,10 @@ export class PreparedStatements {
       return serializer ? serializer(value) : String(value);
     });
     const { messages } = await this.#db.execProtocol(
-      concat([serialize.bind({ statement: statement.name, values }), serialize.describe({ type: 'P' }), serialize.execute({}), serialize.sync()]),
+      concat([serialize.bind({ statement: statement.name, values }), serialize.execute({}), serialize.sync()]),
       { syncToFs: false },
     );
-    return parse.parseResults(messages, this.#db.parsers)[0] ?? { rows: [], fields: [], affectedRows: 0 };
+    return parse.parseResults([...statement.columns, ...messages], this.#db.parsers)[0] ?? { rows: [], fields: [], affectedRows: 0 };
   }
 }
 
@@ -109,6 +122,8 @@ interface Prepared {
   /** '' for the unnamed statement (run once). */
   name: string;
   paramTypes: number[];
+  /** The statement's RowDescription, or none when it returns no rows. */
+  columns: BackendMessage[];
 }
 
 const { serialize } = protocol;

@@ -13,6 +13,9 @@ export interface UserRecord {
   createdAt: Date;
 }
 
+/** What an access token says of its user: all a refresh needs to know of the user. */
+export type TokenSubject = Pick<UserRecord, 'id' | 'username' | 'roles' | 'email' | 'emailVerifiedAt'>;
+
 export interface SessionRecord {
   id: string;
   /** `null` once the user was removed (the session stays, revoked, for the feed). */
@@ -29,6 +32,9 @@ export interface SessionRecord {
   /** The thumbprint of the key the session is bound to (DPoP), or null for a bearer session. */
   dpopJkt: string | null;
 }
+
+/** What every token pair of a session carries from it. */
+export type SessionBinding = Pick<SessionRecord, 'id' | 'amr' | 'dpopJkt'>;
 
 /** Why a session ended; the audit log and the revocation feed carry it. */
 export type RevokeReason =

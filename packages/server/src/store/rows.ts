@@ -54,8 +54,8 @@ export interface AuditRow {
   actor_username: string | null;
 }
 
-const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
-const dateOrNull = (v: Date | string | null): Date | null => (v === null ? null : date(v));
+export const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+export const dateOrNull = (v: Date | string | null): Date | null => (v === null ? null : date(v));
 
 export function toUser(r: UserRow): UserRecord {
   return {
@@ -105,7 +105,7 @@ export function toKey(r: KeyRow): SigningKeyRecord {
 }
 
 /** A text[] as either driver returns it (an array, or `{a,b}` text from row_to_json paths). */
-function parseTextArray(value: string[] | string | null | undefined): string[] {
+export function parseTextArray(value: string[] | string | null | undefined): string[] {
   if (Array.isArray(value)) return value;
   if (typeof value === 'string' && value.startsWith('{') && value.endsWith('}')) return value.slice(1, -1).split(',').filter(Boolean);
   return ['pwd'];
