@@ -18,7 +18,8 @@ export async function login(
   input: { username: string; password: string; client: ClientInfo; dpopJkt?: string },
 ): Promise<IssuedPair> {
   await checkIpLimit(ctx, input.client);
-  const found = await findUser(ctx, input.username);
+  const account = await findAccount(ctx, input.username);
+  const found = account?.user ?? null;
   const refund = await takePasswordAttempt(ctx, input.client, found, input.username);
   // Always one argon2id verify, against a dummy hash when there is no such user.
   const ok = await verifyPassword(found?.passwordHash ?? ctx.dummyHash, input.password);
@@ -51,15 +52,18 @@ export async function login(
     ]);
     throw new TesseraError('account_disabled');
   }
-  if (await ctx.store.secondFactors.hasConfirmedTotp(found.id)) await requireSecondFactor(ctx, found);
+  if (account?.totp) await requireSecondFactor(ctx, found);
   return openSession(ctx, found, input.client, ['pwd'], input.dpopJkt);
 }
 
-/** A username that cannot exist (wrong shape, a NUL byte) is simply not found. */
-async function findUser(ctx: AuthContext, username: string): Promise<UserRecord | null> {
+/**
+ * The user and whether an authenticator app guards the account, in one read. A
+ * username that cannot exist (wrong shape, a NUL byte) is simply not found.
+ */
+async function findAccount(ctx: AuthContext, username: string): Promise<{ user: UserRecord; totp: boolean } | null> {
   const normalized = username.normalize('NFKC');
   if (normalized.length > 64 || normalized.includes('\u0000')) return null;
-  return ctx.store.users.findByUsername(normalized);
+  return ctx.store.users.findForLogin(normalized);
 }
 
 /**

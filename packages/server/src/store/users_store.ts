@@ -80,6 +80,21 @@ export class UsersStore {
     return rows[0] ? toUser(rows[0]) : null;
   }
 
+  /**
+   * A login's one read: the user by name and whether a confirmed authenticator app
+   * guards the account (a second round trip to the database thread cost a login
+   * more than the query did).
+   */
+  async findForLogin(username: string): Promise<{ user: UserRecord; totp: boolean } | null> {
+    const { rows } = await this.#db.query<UserRow & { has_totp: boolean }>(
+      `SELECT u.*, EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS has_totp
+         FROM users u WHERE lower(u.username) = lower($1)`,
+      [username],
+    );
+    const row = rows[0];
+    return row ? { user: toUser(row), totp: row.has_totp === true } : null;
+  }
+
   async findByEmail(email: string): Promise<UserRecord | null> {
     const { rows } = await this.#db.query<UserRow>('SELECT * FROM users WHERE lower(email) = lower($1)', [email]);
     return rows[0] ? toUser(rows[0]) : null;
