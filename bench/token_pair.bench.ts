@@ -32,7 +32,7 @@
  * restart case) and logs the same users in.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -43,6 +43,7 @@ import { parseArgs } from 'node:util';
 import { hash, verify } from '@node-rs/argon2';
 import { type Database, decideRotation, migrate, openPgliteDatabase, Store, type UserRecord } from '@tessera/server';
 import autocannonUntyped from 'autocannon';
+import { createSigner, createVerifier } from 'fast-jwt';
 import { percentile } from './lib/percentiles.js';
 import { procCpuMs, procStatusMb, selfCpuMs } from './lib/proc_cpu.js';
 import { cpuSnapshot, foreignCores, waitForQuiet } from './lib/quiet.js';
@@ -502,42 +503,65 @@ async function openFloorStore(sessionCount: number): Promise<FloorStore> {
 }
 
 /**
- * verify + one `UPDATE … RETURNING` + two signs: jose jwtVerify of a refresh token
- * (the server's options), one autocommitted UPDATE of the session row on the floor
- * store, and two jose SignJWT (access + refresh, the server's claims and headers),
- * `concurrency` in flight.
+ * verify + one `UPDATE … RETURNING` + two signs: a verify of a refresh token (the
+ * server's options), one autocommitted UPDATE of the session row on the floor store,
+ * and two signs (access + refresh, the server's claims and headers), `concurrency` in
+ * flight. `crypto: 'jose'` (the floor of the goal) signs and verifies with jose on
+ * WebCrypto, each a job on libuv's pool; `'in-place'` (a diagnostic) the way the server
+ * does since 2026-12-04, synchronously on node:crypto through fast-jwt (verify always,
+ * sign for EdDSA and ES256; RS256/PS256 signing stays on jose, as in the server).
  */
-async function refreshFloor(fs: FloorStore, alg: Alg): Promise<(warmupS: number) => Promise<Measured>> {
+async function refreshFloor(fs: FloorStore, alg: Alg, crypto: 'jose' | 'in-place' = 'jose'): Promise<(warmupS: number) => Promise<Measured>> {
   const { publicKey, privateKey } = (await generateKeyPair(alg)) as { publicKey: CryptoKey; privateKey: CryptoKey };
   const kid = randomBytes(32).toString('base64url').slice(0, 43);
   const issuer = 'http://localhost:40000';
   const user = fs.user;
+  const inPlaceSign = crypto === 'in-place' && (alg === 'EdDSA' || alg === 'ES256');
+  const pkcs8 = KeyObject.from(privateKey).export({ format: 'pem', type: 'pkcs8' }) as string;
+  const signers = {
+    [REFRESH_TYP]: createSigner({ key: pkcs8, algorithm: alg, kid, header: { alg, typ: REFRESH_TYP } }),
+    [ACCESS_TYP]: createSigner({ key: pkcs8, algorithm: alg, kid, header: { alg, typ: ACCESS_TYP } }),
+  };
+  const sign = (typ: string, claims: Record<string, unknown>): Promise<string> =>
+    inPlaceSign ? Promise.resolve(signers[typ as keyof typeof signers](claims)) : new SignJWT(claims).setProtectedHeader({ alg, kid, typ }).sign(privateKey);
+  const verifyInPlace = createVerifier({
+    key: KeyObject.from(publicKey).export({ format: 'pem', type: 'spki' }) as string,
+    algorithms: [alg],
+    allowedIss: issuer,
+    allowedAud: issuer,
+    checkTyp: REFRESH_TYP,
+    requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
+    clockTolerance: 5_000,
+    cache: false,
+  });
+  const verifyRefresh = async (token: string, now: number): Promise<Record<string, unknown>> =>
+    crypto === 'in-place'
+      ? (verifyInPlace(token) as Record<string, unknown>)
+      : (
+          await jwtVerify(token, publicKey, {
+            algorithms: [alg],
+            issuer,
+            audience: issuer,
+            typ: REFRESH_TYP,
+            currentDate: new Date(now),
+            clockTolerance: 5,
+            requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
+          })
+        ).payload;
   const signRefresh = (sid: string, iat: number) =>
-    new SignJWT({ iss: issuer, sub: user.id, aud: issuer, exp: iat + 30 * 86_400, iat, jti: randomBytes(32).toString('base64url'), sid })
-      .setProtectedHeader({ alg, kid, typ: REFRESH_TYP })
-      .sign(privateKey);
+    sign(REFRESH_TYP, { iss: issuer, sub: user.id, aud: issuer, exp: iat + 30 * 86_400, iat, jti: randomBytes(32).toString('base64url'), sid });
   const iat0 = Math.floor(Date.now() / 1000);
   const slots = await Promise.all(fs.sessionIds.map(async (sid) => ({ sid, token: await signRefresh(sid, iat0) })));
   let next = 0;
   const op = async () => {
     const slot = slots[next++ % slots.length]!;
     const now = Date.now();
-    const { payload } = await jwtVerify(slot.token, publicKey, {
-      algorithms: [alg],
-      issuer,
-      audience: issuer,
-      typ: REFRESH_TYP,
-      currentDate: new Date(now),
-      clockTolerance: 5,
-      requiredClaims: ['sub', 'exp', 'iat', 'jti', 'sid'],
-    });
+    const payload = await verifyRefresh(slot.token, now);
     const { rows } = await fs.db.query('UPDATE sessions SET last_used_at = $2 WHERE id = $1 RETURNING *', [payload.sid, new Date(now)]);
     if (rows.length !== 1) throw new Error('floor UPDATE matched no row');
     const iat = Math.floor(now / 1000);
     const [, refresh] = await Promise.all([
-      new SignJWT({ iss: issuer, sub: user.id, aud: 'tessera-api', exp: iat + 900, iat, jti: randomUUID(), sid: slot.sid, username: user.username, roles: user.roles })
-        .setProtectedHeader({ alg, kid, typ: ACCESS_TYP })
-        .sign(privateKey),
+      sign(ACCESS_TYP, { iss: issuer, sub: user.id, aud: 'tessera-api', exp: iat + 900, iat, jti: randomUUID(), sid: slot.sid, username: user.username, roles: user.roles }),
       signRefresh(slot.sid, iat),
     ]);
     slot.token = refresh;
@@ -645,6 +669,8 @@ interface AlgResult {
   login: Measured;
   refreshFloor: Measured;
   refresh: Measured;
+  /** Diagnostic: the refresh floor with the server's own crypto (not the goal's floor). */
+  refreshFloorInPlace: Measured;
   stderr: string;
 }
 
@@ -689,6 +715,10 @@ async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: F
     await waitQuiet(`${alg} refresh floor`);
     const r2 = await floor(0.5);
     log(`${alg}: refresh ${refresh.perSecond.toFixed(0)}/s, floor after ${r2.perSecond.toFixed(0)}/s`);
+    const inPlace = await refreshFloor(floorStore, alg, 'in-place');
+    await waitQuiet(`${alg} refresh floor, in-place crypto`);
+    const refreshFloorInPlace = await inPlace(0.5);
+    log(`${alg}: refresh floor with the server's in-place crypto ${refreshFloorInPlace.perSecond.toFixed(0)}/s`);
 
     const result: AlgResult = {
       alg,
@@ -702,6 +732,7 @@ async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: F
       login,
       refreshFloor: bracket(r1, r2),
       refresh,
+      refreshFloorInPlace,
       stderr: server.stderr.join(''),
     };
     return { result, users };
@@ -768,6 +799,11 @@ function diagnostics(results: AlgResult[]): string {
     line(`refresh floor, ${r.alg}`, r.refreshFloor, halves(r.refreshFloor));
     const e = r.refresh.extra ?? {};
     line(`refresh, ${r.alg}`, r.refresh, `CPU-normalised ratio ${f2(cpuRatio(r.refreshFloor, r.refresh))}; replays ${e.replays}, starved ${e.starved}`);
+    line(
+      `refresh floor with the server's in-place crypto, ${r.alg} (diagnostic)`,
+      r.refreshFloorInPlace,
+      `refresh ÷ this ${f2(r.refresh.perSecond / r.refreshFloorInPlace.perSecond)}`,
+    );
   }
   const servers = results.map(
     (r) =>
