@@ -81,6 +81,10 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // A request that reached an open connection before shutdown is served, not 503'd:
     // that is what draining means. New connections are refused once the server closes.
     return503OnClosing: false,
+    // Fastify logs two info lines per request; at that level they cost a refresh 10 %
+    // of its throughput (0.055 ms of the event loop, two writes). Security events,
+    // refusals and errors are logged where they happen; the access line is debug (below).
+    disableRequestLogging: true,
     keepAliveTimeout: 5_000,
     // The router's own refusals answer in the contract's shape, without echoing the URL.
     frameworkErrors: (error, request, reply) =>
@@ -169,6 +173,9 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (request, reply) => {
+    if (ctx.log.isLevelEnabled('debug')) {
+      request.log.debug({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    }
     ctx.metrics.requestDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
