@@ -76,6 +76,8 @@ for (const alg of SIGNING_ALGORITHMS) {
       ['aud as an array holding the issuer', await sign(key, header, { ...claims, aud: ['x', ISS] }), NOW, 'ok'],
       ['another aud', await sign(key, header, { ...claims, aud: 'tessera-api' }), NOW, 'invalid_token'],
       ['another iss', await sign(key, header, { ...claims, iss: 'https://evil.example' }), NOW, 'invalid_token'],
+      ['no iss', await sign(key, header, { ...claims, iss: undefined }), NOW, 'invalid_token'],
+      ['no aud', await sign(key, header, { ...claims, aud: undefined }), NOW, 'invalid_token'],
       ['iss as an array', await sign(key, header, { ...claims, iss: [ISS] }), NOW, 'invalid_token'],
       ...(await Promise.all(
         (['sub', 'exp', 'iat', 'jti', 'sid'] as const).map(async (claim): Promise<[string, string, number, string]> => {
@@ -105,6 +107,13 @@ for (const alg of SIGNING_ALGORITHMS) {
     }
   });
 }
+
+test('a token that is not a string (plain JavaScript callers) is invalid_token, not a TypeError', async () => {
+  const ring = await KeyRing.load(store, { alg: 'EdDSA', refreshTtl: 86_400, now: () => NOW });
+  for (const token of [undefined, null, 123, {}, ['a.b.c']]) {
+    assert.equal(oursSays(ring, token as unknown as string), 'invalid_token', String(token));
+  }
+});
 
 test('many forged headers do not grow the header cache without bound, and the genuine token still verifies', async () => {
   const ring = await KeyRing.load(store, { alg: 'EdDSA', refreshTtl: 86_400, now: () => NOW });

@@ -16,7 +16,8 @@ export interface TokenExpectation {
 /** Seconds of leeway on `exp` and `nbf` (jose's `clockTolerance`, counted the same way). */
 export const CLOCK_TOLERANCE_SECONDS = 5;
 
-const REQUIRED_CLAIMS = ['sub', 'exp', 'iat', 'jti', 'sid'];
+// iss and aud too: fast-jwt matches them only when present (jose requires them when it is told what to expect).
+const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'exp', 'iat', 'jti', 'sid'];
 
 /**
  * One synchronous fast-jwt verifier per public key and expectation (typ, issuer,
@@ -61,6 +62,8 @@ function headerOf(token: string): { kid?: unknown; alg?: unknown; crit?: unknown
  * anything else, with the reason as the error's `cause` (for the log only).
  */
 export function verifySignedToken(ring: KeyRing, token: string, expect: TokenExpectation): Record<string, unknown> {
+  // From plain JavaScript (the exported flows), anything may come here.
+  if (typeof token !== 'string') throw new TesseraError('invalid_token', undefined, { cause: new Error('the token is not a string') });
   const header = headerOf(token);
   if (header === null) throw new TesseraError('invalid_token', undefined, { cause: new Error('the header is not a JSON object') });
   if (header.crit !== undefined) throw new TesseraError('invalid_token', undefined, { cause: new Error('crit is not supported') });

@@ -81,19 +81,24 @@ export class SessionsStore {
     const { session, token, now } = input;
     const amr = [...(session.amr ?? ['pwd'])];
     const jkt = session.dpopJkt ?? null;
+    // A session resting on the password alone is not opened for an account an
+    // authenticator app guards, even one confirmed while the password was being checked.
+    const passwordOnly = amr.length === 1 && amr[0] === 'pwd';
     if (!input.single) {
       // One statement: lock the user row only if it is still the one whose password
       // was verified (enabled, same hash), then insert the session and the audit row.
       // A concurrent password change or disable holds that row: this waits for it,
       // re-checks the condition against the committed row, and then inserts nothing.
       const { rows } = await this.#db.query<{ id: string }>(
-        `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2 FOR UPDATE),
+        `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2
+                      AND (NOT $13::boolean OR NOT EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL))
+                    FOR UPDATE),
               s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr, dpop_jkt)
                     SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5, $11, $12 FROM u RETURNING id),
               audit AS (${INSERT_AUDIT}
                     SELECT $4, 'login.succeeded', $1, $10, s.id, $7, $6, 'success', NULL FROM s)
          SELECT id FROM s`,
-        [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username, amr, jkt],
+        [session.user.id, session.user.passwordHash, session.id, now, token.expiresAt, session.client.userAgent, session.client.ip, token.jtiHash, token.issuedAt, session.user.username, amr, jkt, passwordOnly],
       );
       if (rows.length === 0) return { opened: false };
       this.#writer.report({ event: 'login.succeeded', outcome: 'success', userId: session.user.id, username: session.user.username, sessionId: session.id, ...clientAudit(session.client), at: now });
@@ -103,12 +108,15 @@ export class SessionsStore {
       // Lock the user and check it is still the one whose password was verified: a
       // concurrent password change (or disable) wins, and logins of one user queue
       // here, so the single-session policy holds under concurrency too.
-      const current = await tx.query<{ password_hash: string; disabled_at: Date | null }>(
-        'SELECT password_hash, disabled_at FROM users WHERE id = $1 FOR UPDATE',
+      const current = await tx.query<{ password_hash: string; disabled_at: Date | null; has_totp: boolean }>(
+        `SELECT password_hash, disabled_at,
+                EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS has_totp
+           FROM users WHERE id = $1 FOR UPDATE`,
         [session.user.id],
       );
       const row = current.rows[0];
       if (!row || row.disabled_at !== null || row.password_hash !== session.user.passwordHash) return { opened: false };
+      if (passwordOnly && row.has_totp) return { opened: false };
       const base = { userId: session.user.id, username: session.user.username, ...clientAudit(session.client) };
       const revoked = await revoke('user_id = $1', [session.user.id], 'policy_single');
       for (const id of revoked) await log({ ...base, event: 'session.revoked', outcome: 'success', sessionId: id, reason: 'policy_single' });

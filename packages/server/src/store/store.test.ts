@@ -80,6 +80,19 @@ function storeSuite(driver: string, open: () => Promise<Database>) {
       assert.ok(!columns.rows.some((c) => /^(token|jti|refresh_token)$/.test(c.column_name)), 'no raw token or jti column');
     });
 
+    test('a password-only session is not opened once an authenticator app guards the account (confirmed while the password was checked); with the second factor it is', async () => {
+      for (const single of [false, true]) {
+        const user = await newUser();
+        await store.secondFactors.startTotp({ userId: user.id, secret: { base32: 'JBSWY3DPEHPK3PXP' }, now: t0 });
+        const open = (amr: string[]) => store.sessions.open({ session: { id: randomUUID(), user, client, amr }, token: token(1), single, now: at(1) });
+        assert.deepEqual(await open(['pwd']), { opened: true, revoked: [] }, 'an unconfirmed enrolment does not guard yet');
+        await store.secondFactors.confirmTotp({ user, recoveryCodeHashes: [], now: at(2), audit: client });
+        assert.deepEqual(await open(['pwd']), { opened: false }, `single=${single}`);
+        assert.equal((await open(['pwd', 'otp'])).opened, true, `single=${single}`);
+        assert.equal((await open(['hwk'])).opened, true, `single=${single}`);
+      }
+    });
+
     test('within the grace window the parent gets the same successor back; after it, reuse revokes the session', async () => {
       const user = await newUser();
       const { id, first } = await newSession(user);
