@@ -35,6 +35,9 @@ const checkers = new WeakMap<CryptoKey, Map<string, (token: string) => Record<st
  */
 const headers = new Map<string, { kid?: unknown; alg?: unknown; crit?: unknown } | null>();
 
+/** Invalid UTF-8 in a header is refused, as jose refuses it, not replaced. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 function headerOf(token: string): { kid?: unknown; alg?: unknown; crit?: unknown } | null {
   const dot = token.indexOf('.');
   if (dot <= 0) return null;
@@ -42,7 +45,7 @@ function headerOf(token: string): { kid?: unknown; alg?: unknown; crit?: unknown
   let header = headers.get(segment);
   if (header === undefined) {
     try {
-      const decoded: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+      const decoded: unknown = JSON.parse(strictUtf8.decode(Buffer.from(segment, 'base64url')));
       header = typeof decoded === 'object' && decoded !== null && !Array.isArray(decoded) ? (decoded as Record<string, unknown>) : null;
     } catch {
       header = null;
