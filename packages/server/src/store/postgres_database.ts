@@ -26,8 +26,7 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
     async query<Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> {
       const name = statements.nameOf(sql);
       try {
-        const result = name === undefined ? await q.query(sql, params) : await q.query({ name, text: sql, values: params });
-        return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+        return asResult<Row>(name === undefined ? await q.query(sql, params) : await q.query({ name, text: sql, values: params }));
       } catch (error) {
         if (name === undefined) throw classify(error);
         if (isCachedPlanChange(error)) {
@@ -44,8 +43,7 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
         // Inside a transaction the error has aborted it: the client is told to retry (503).
         if (inTransaction) throw new DatabaseUnavailableError(error);
         try {
-          const result = await q.query(sql, params);
-          return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+          return asResult<Row>(await q.query(sql, params));
         } catch (retryError) {
           throw classify(retryError);
         }
@@ -79,6 +77,10 @@ export async function openPostgresDatabase(options: PostgresDatabaseOptions): Pr
     },
     close: () => pool.end(),
   };
+}
+
+function asResult<Row>(result: pg.QueryResult): QueryResult<Row> {
+  return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
 }
 
 /**

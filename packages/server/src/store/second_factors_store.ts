@@ -4,6 +4,15 @@ import { toUser, type UserRow } from './rows.js';
 import type { AuditBase } from './users_store.js';
 import { clientAudit, type Writer } from './writer.js';
 
+/**
+ * SQL: whether a confirmed authenticator app guards the user whose id is `userId` (a
+ * column or a parameter). One definition for every statement that asks: a login's read,
+ * the session insert that refuses a password-only session, and `hasConfirmedTotp`.
+ */
+export function guardedByTotp(userId: string): string {
+  return `EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = ${userId} AND t.confirmed_at IS NOT NULL)`;
+}
+
 /** A user's authenticator app as stored: the secret as sealed (or not) at rest. */
 export interface TotpFactor {
   userId: string;
@@ -62,8 +71,8 @@ export class SecondFactorsStore {
 
   /** Whether the user has a confirmed second factor (logins then need a code). */
   async hasConfirmedTotp(userId: string): Promise<boolean> {
-    const { rows } = await this.#db.query('SELECT 1 FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL', [userId]);
-    return rows.length > 0;
+    const { rows } = await this.#db.query<{ guarded: boolean }>(`SELECT ${guardedByTotp('$1::uuid')} AS guarded`, [userId]);
+    return rows[0]?.guarded === true;
   }
 
   /** Starts an enrolment: replaces an unconfirmed one; false when a confirmed factor exists. */

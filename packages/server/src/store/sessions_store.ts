@@ -2,6 +2,7 @@ import type { RefreshChain, RotationDecision } from '../flows/refresh_rotation.j
 import type { Database } from './database.js';
 import type { AuditEntry, ClientInfo, RefreshState, RevokeReason, SessionBinding, SessionRecord, TokenSubject, UserRecord } from './records.js';
 import { date, dateOrNull, parseJsonUser, parseTextArray, type SessionRow, toSession, toUser, type UserRow } from './rows.js';
+import { guardedByTotp } from './second_factors_store.js';
 import { clientAudit, INSERT_AUDIT, type Writer } from './writer.js';
 
 /** A refresh token to be stored: its `jti` hash and lifetime. */
@@ -91,7 +92,7 @@ export class SessionsStore {
       // re-checks the condition against the committed row, and then inserts nothing.
       const { rows } = await this.#db.query<{ id: string }>(
         `WITH u AS (SELECT id FROM users WHERE id = $1 AND disabled_at IS NULL AND password_hash = $2
-                      AND (NOT $13::boolean OR NOT EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL))
+                      AND (NOT $13::boolean OR NOT ${guardedByTotp('users.id')})
                     FOR UPDATE),
               s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, refresh_hash, refresh_issued_at, refresh_expires_at, amr, dpop_jkt)
                     SELECT $3, u.id, $4, $4, $5, $6, $7, $8, $9, $5, $11, $12 FROM u RETURNING id),
@@ -109,9 +110,7 @@ export class SessionsStore {
       // concurrent password change (or disable) wins, and logins of one user queue
       // here, so the single-session policy holds under concurrency too.
       const current = await tx.query<{ password_hash: string; disabled_at: Date | null; has_totp: boolean }>(
-        `SELECT password_hash, disabled_at,
-                EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = users.id AND t.confirmed_at IS NOT NULL) AS has_totp
-           FROM users WHERE id = $1 FOR UPDATE`,
+        `SELECT password_hash, disabled_at, ${guardedByTotp('users.id')} AS has_totp FROM users WHERE id = $1 FOR UPDATE`,
         [session.user.id],
       );
       const row = current.rows[0];

@@ -3,6 +3,7 @@ import type { Queryable } from './database.js';
 import type { Database } from './database.js';
 import type { AuditEntry, ClientInfo, NewAccountToken, UserRecord, UserSummary } from './records.js';
 import { toUser, type UserRow } from './rows.js';
+import { guardedByTotp } from './second_factors_store.js';
 import { clientAudit, isUniqueViolation, type Writer } from './writer.js';
 
 /** Serialises sign-ups while one checks and takes a username skeleton. */
@@ -87,8 +88,7 @@ export class UsersStore {
    */
   async findForLogin(username: string): Promise<{ user: UserRecord; totp: boolean } | null> {
     const { rows } = await this.#db.query<UserRow & { has_totp: boolean }>(
-      `SELECT u.*, EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS has_totp
-         FROM users u WHERE lower(u.username) = lower($1)`,
+      `SELECT u.*, ${guardedByTotp('u.id')} AS has_totp FROM users u WHERE lower(u.username) = lower($1)`,
       [username],
     );
     const row = rows[0];
