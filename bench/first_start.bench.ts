@@ -8,8 +8,6 @@
  *   npm run build
  *   node --conditions=tessera-source --import tsx bench/first_start.bench.ts [--runs N]
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -17,35 +15,22 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { pgliteTemplate, POSTGRESQL_CONF } from '../packages/server/src/store/pglite_template.js';
+import { procStatusMb } from './lib/proc_cpu.js';
+import { spawnServe, stopServe } from './lib/serve_child.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
 const runs = Number(values.runs);
-const bin = new URL('../packages/cli/bin/tessera.js', import.meta.url).pathname;
 
 /** Spawns `tessera serve`, waits for /healthz, reads RSS a second later, stops it. */
 async function start(dataDir: string): Promise<{ ms: number; rssMb: number }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [bin, 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'info', '--web-root', 'none'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      const match = /(http:\/\/[\d.:[\]a-z]+)/.exec(output);
-      if (match) resolve(match[1] as string);
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${output}`)));
-  });
-  while (!(await fetch(`${url}/healthz`).then((r) => r.ok, () => false))) await new Promise((r) => setTimeout(r, 10));
+  const server = await spawnServe(['--data-dir', dataDir, '--log-level', 'info', '--web-root', 'none']);
+  while (!(await fetch(new URL('/healthz', server.url)).then((r) => r.ok, () => false))) await new Promise((r) => setTimeout(r, 10));
   const ms = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 1000));
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
-  return { ms, rssMb: rssKb / 1024 };
+  const rssMb = procStatusMb(server.pid, 'VmRSS');
+  await stopServe(server);
+  return { ms, rssMb };
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {

@@ -10,7 +10,6 @@
  *
  * PostgreSQL mode needs Debian's postgresql package (started here, as the tests do).
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -18,11 +17,11 @@ import { parseArgs } from 'node:util';
 import { createDatabase, postgresBinDir, startPostgres } from '../test/support/postgres_server.js';
 import { median } from './lib/percentiles.js';
 import { procStatusMb } from './lib/proc_cpu.js';
+import { spawnServe, stopServe } from './lib/serve_child.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, settle: { type: 'string', default: '40' } } });
 const runs = Number(values.runs);
 const settleS = Number(values.settle);
-const bin = new URL('../packages/cli/bin/tessera.js', import.meta.url).pathname;
 
 interface Sample {
   at3s: number;
@@ -31,22 +30,13 @@ interface Sample {
 }
 
 async function idle(args: string[]): Promise<Sample> {
-  const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--log-level', 'silent', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk;
-      if (/listening on/.test(out)) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${out}`)));
-  });
+  const server = await spawnServe(['--log-level', 'silent', ...args]);
   const samples: number[] = [];
   for (let s = 1; s <= settleS; s++) {
     await new Promise((r) => setTimeout(r, 1000));
-    samples.push(procStatusMb(child.pid!, 'VmRSS'));
+    samples.push(procStatusMb(server.pid, 'VmRSS'));
   }
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  await stopServe(server);
   const settled = samples.at(-1)!;
   // The first second from which RSS stays within 2 MB of its final value.
   let from = samples.length;

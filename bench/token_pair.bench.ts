@@ -31,7 +31,7 @@
  * further algorithm's server restarts on that same data dir (so its idle RSS is the
  * restart case) and logs the same users in.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -47,6 +47,7 @@ import { createSigner, createVerifier } from 'fast-jwt';
 import { percentile } from './lib/percentiles.js';
 import { procCpuMs, procStatusMb, selfCpuMs } from './lib/proc_cpu.js';
 import { cpuSnapshot, foreignCores, waitForQuiet } from './lib/quiet.js';
+import { type ServeChild, spawnServe, stopServe } from './lib/serve_child.js';
 import { type CryptoKey, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 
 // ---------------------------------------------------------------- options
@@ -226,56 +227,20 @@ function bracket(before: Measured, after: Measured): Measured {
 
 // ---------------------------------------------------------------- the server child
 
-interface Server {
-  child: ChildProcess;
-  pid: number;
-  url: URL;
+interface Server extends ServeChild {
   dataDir: string;
-  stderr: string[];
-  startSeconds: number;
 }
 
 async function startServer(alg: Alg, dataDir: string): Promise<Server> {
   const prof = args['cpu-prof'];
   const nodeFlags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=server-${alg}-${Date.now()}.cpuprofile`] : [];
-  const t = performance.now();
-  const child = spawn(
-    process.execPath,
-    [...nodeFlags, CLI, 'serve', '--port', '0', '--data-dir', dataDir, '--alg', alg, '--rate-limit', RATE_LIMIT, '--log-level', 'silent'],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const stderr: string[] = [];
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => stderr.push(s));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`server did not listen within 90 s: ${out}${stderr.join('')}`));
-    }, 90_000);
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${out}${stderr.join('')}`));
-    });
-  });
-  serverPid = child.pid!;
-  return { child, pid: child.pid!, url: new URL(url), dataDir, stderr, startSeconds: (performance.now() - t) / 1000 };
+  const server = await spawnServe(['--data-dir', dataDir, '--alg', alg, '--rate-limit', RATE_LIMIT, '--log-level', 'silent'], { nodeFlags, cwd: ROOT });
+  serverPid = server.pid;
+  return { ...server, dataDir };
 }
 
 async function stopServer(server: Server): Promise<void> {
-  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => server.child.once('exit', () => r()));
-  server.child.kill('SIGTERM');
-  const timer = setTimeout(() => server.child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
+  await stopServe(server);
   serverPid = undefined;
 }
 
