@@ -79,6 +79,9 @@ export async function serve(values: Partial<Record<ServeFlag, string>>, out: Nod
     }
     throw error;
   }
+  // bin/tessera.js held the young generation at its initial size for the start; under
+  // load it grows as V8 sees fit (V8's default factor).
+  setFlagsFromString('--semi-space-growth-factor=2');
   out.write(`Tessera auth server listening on ${url} (issuer ${server.context.issuer()})\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
