@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { errorCodes } from '@tessera/protocol';
 import { decodeJwt } from 'jose';
@@ -482,5 +485,57 @@ describe('hardening (from the security review)', () => {
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('headers on every answer', () => {
+  let t: TestServer;
+  let webRoot: string;
+  before(async () => {
+    webRoot = await mkdtemp(join(tmpdir(), 'tessera-web-'));
+    await mkdir(join(webRoot, 'assets'));
+    await writeFile(join(webRoot, 'index.html'), '<!doctype html><title>t</title>');
+    await writeFile(join(webRoot, 'assets', 'app-1234.js'), 'void 0;');
+    t = await startTestServer({ webRoot });
+  });
+  after(async () => {
+    await t.close();
+    await rm(webRoot, { recursive: true, force: true });
+  });
+
+  test("API answers: no-store under /auth, nosniff, and the server's clock as Date, a new one each second", async () => {
+    const { pair } = await signUp(t);
+    const refreshed = await t.call('POST', '/auth/refresh', { token: pair.refresh_token });
+    assert.equal(refreshed.status, 200);
+    assert.equal(refreshed.headers.get('cache-control'), 'no-store');
+    assert.equal(refreshed.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(refreshed.headers.get('date'), new Date(t.clock.now()).toUTCString());
+    assert.equal(refreshed.headers.get('content-security-policy'), null, 'the page policy is for the page');
+    const refused = await t.call('POST', '/auth/refresh', { token: 'garbage' });
+    assert.equal(refused.headers.get('cache-control'), 'no-store', 'errors too');
+    t.clock.advance(1.5);
+    const later = await t.call('GET', '/.well-known/jwks.json');
+    assert.equal(later.headers.get('date'), new Date(t.clock.now()).toUTCString());
+    assert.notEqual(later.headers.get('date'), refreshed.headers.get('date'));
+    assert.equal(later.headers.get('x-content-type-options'), 'nosniff');
+    t.clock.advance(3600);
+    assert.equal((await t.call('GET', '/nowhere')).headers.get('date'), new Date(t.clock.now()).toUTCString());
+  });
+
+  test('the page gets its Content-Security-Policy and no-cache; hashed assets are immutable', async () => {
+    const page = await fetch(`${t.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'; script-src 'self'/);
+    assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    await page.text();
+    const asset = await fetch(`${t.url}/assets/app-1234.js`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(asset.headers.get('content-security-policy'), null);
+    assert.equal(await asset.text(), 'void 0;');
   });
 });

@@ -49,7 +49,16 @@ test('/metrics is Prometheus text and its counters move', async () => {
     assert.equal(after.get('tessera_active_sessions'), 0, 'the reused session is over');
     const keyAge = [...after.keys()].find((k) => k.startsWith('tessera_signing_key_age_seconds{'));
     assert.ok(keyAge?.includes('signing="true"'));
-    assert.ok((after.get('tessera_http_request_duration_seconds_count{method="POST",route="/auth/refresh",status_code="200"}') ?? 0) >= 2);
+    // One series per method, route and status (the children are made once and reused).
+    const count = (route: string, status: number) => after.get(`tessera_http_request_duration_seconds_count{method="POST",route="${route}",status_code="${status}"}`);
+    assert.equal(count('/auth/refresh', 200), 2);
+    assert.equal(count('/auth/refresh', 401), 3);
+    assert.equal(count('/auth/login', 401), 2);
+    assert.equal(count('/auth/login', 429), 1);
+    await t.call('POST', '/no/such/route');
+    await t.call('POST', '/nor/this/one');
+    const later = await scrape();
+    assert.equal(later.get('tessera_http_request_duration_seconds_count{method="POST",route="unmatched",status_code="404"}'), 2, 'unknown URLs share one series');
   } finally {
     await t.close();
   }

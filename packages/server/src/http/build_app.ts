@@ -3,6 +3,7 @@ import staticFiles from '@fastify/static';
 import swagger from '@fastify/swagger';
 import { TesseraError } from '@tessera/protocol';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Histogram } from 'prom-client';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
@@ -24,11 +25,13 @@ import { SHARED_SCHEMAS } from './schemas.js';
  */
 async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
   await app.register(staticFiles, { root, prefix: '/', wildcard: false, index: ['index.html'], cacheControl: false });
-  app.addHook('onSend', async (request, reply) => {
+  // Callback hooks, not async ones: an async hook costs every request a promise and a
+  // microtask hop, and these run on every answer (bench/README.md, refresh).
+  app.addHook('onSend', (request, reply, payload, done) => {
     const type = String(reply.getHeader('content-type') ?? '');
     if (!type.startsWith('text/html')) {
       if (request.url.startsWith('/assets/')) reply.header('cache-control', 'public, max-age=31536000, immutable');
-      return;
+      return done(null, payload);
     }
     reply.header('cache-control', 'no-cache');
     reply.header(
@@ -37,7 +40,40 @@ async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
     );
     reply.header('referrer-policy', 'no-referrer');
     reply.header('x-frame-options', 'DENY');
+    done(null, payload);
   });
+}
+
+/** `now()` as an HTTP date (RFC 9110 §5.6.7), formatted once per second of that clock. */
+function secondClock(now: () => number): () => string {
+  let second = Number.NaN;
+  let text = '';
+  return () => {
+    const t = Math.floor(now() / 1000);
+    if (t !== second) {
+      second = t;
+      text = new Date(t * 1000).toUTCString();
+    }
+    return text;
+  };
+}
+
+/**
+ * The request-duration histogram's child for (method, route, status), made once:
+ * prom-client hashes a label object on every `observe`, a map lookup is cheaper.
+ * Methods, routes and statuses are few (unmatched URLs share one route label).
+ */
+function labelledOnce(histogram: Histogram<'method' | 'route' | 'status_code'>) {
+  const children = new Map<string, ReturnType<typeof histogram.labels>>();
+  return (method: string, route: string, status: number) => {
+    const key = `${method} ${status} ${route}`;
+    let child = children.get(key);
+    if (!child) {
+      child = histogram.labels({ method, route, status_code: String(status) });
+      children.set(key, child);
+    }
+    return child;
+  };
 }
 
 /** How long shutdown waits for requests already sent to be read before closing idle connections. */
@@ -172,23 +208,24 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
     // wire a moment to be read first.
     await new Promise((resolve) => setTimeout(resolve, DRAIN_GRACE_MS));
   });
-  app.addHook('onSend', async (request, reply) => {
+  const httpDate = secondClock(() => ctx.now());
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     // Token responses must never be cached (RFC 6749 §5.1); nor must anything under /auth.
     if (request.url.startsWith('/auth/')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
     // The server's own clock (the one DPoP proofs' iat is checked against): a client
     // whose clock is off learns the offset here (RFC 9110 §6.6.1).
-    reply.header('date', new Date(ctx.now()).toUTCString());
+    reply.header('date', httpDate());
     // RFC 9449 §8.2: the nonce rides on every answer, so a client holds a fresh one before it needs it.
     if (ctx.dpopNonces) reply.header('dpop-nonce', ctx.dpopNonces.current());
+    done(null, payload);
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    ctx.metrics.requestDuration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+  const durations = labelledOnce(ctx.metrics.requestDuration);
+  app.addHook('onResponse', (request, reply, done) => {
+    durations(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode).observe(reply.elapsedTime / 1000);
+    done();
   });
   metricsRoute(app, ctx);
 
