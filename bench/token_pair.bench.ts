@@ -12,7 +12,11 @@
  *
  * Options (all optional):
  *   --duration S         measured seconds per HTTP phase                    (default 10)
- *   --warmup S           unmeasured seconds before each HTTP phase          (default 2)
+ *   --warmup S           unmeasured seconds before the refresh phase        (default 2)
+ *   --login-warmup S     unmeasured seconds before the login phase          (default 10)
+ *                        (at ~100 logins/s, V8 is still optimising the login path through
+ *                        the first thousand logins: its compiler threads took 0.4-0.6 ms of
+ *                        CPU per login over a 2 s warm-up, 0.1 ms after 20 s)
  *   --floor-duration S   measured seconds of a floor, before AND after the
  *                        HTTP phase it belongs to (the floor is their mean)  (default 3)
  *   --connections N      autocannon connections = floor concurrency         (default 8)
@@ -59,6 +63,7 @@ const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    'login-warmup': { type: 'string', default: '10' },
     'floor-duration': { type: 'string', default: '3' },
     connections: { type: 'string', default: '8' },
     users: { type: 'string', default: '400' },
@@ -72,6 +77,7 @@ const { values: args } = parseArgs({
 });
 const DURATION_S = Number(args.duration);
 const WARMUP_S = Number(args.warmup);
+const LOGIN_WARMUP_S = Number(args['login-warmup']);
 const FLOOR_S = Number(args['floor-duration']);
 const CONNECTIONS = Number(args.connections);
 const USERS = Number(args.users);
@@ -659,10 +665,10 @@ async function benchAlg(alg: Alg, dataDir: string, fresh: boolean, floorStore: F
     const argon2 = await argon2Floor();
     await waitQuiet(`${alg} argon2id floor`);
     const a1 = await argon2(1);
-    log(`${alg}: argon2id verify ${a1.perSecond.toFixed(0)}/s; login ${WARMUP_S} s warm-up + ${DURATION_S} s`);
+    log(`${alg}: argon2id verify ${a1.perSecond.toFixed(0)}/s; login ${LOGIN_WARMUP_S} s warm-up + ${DURATION_S} s`);
     const sessions: SessionSlot[] = [];
     await waitQuiet(`${alg} login`);
-    if (WARMUP_S > 0) await loginLoad(server, users, WARMUP_S, sessions);
+    if (LOGIN_WARMUP_S > 0) await loginLoad(server, users, LOGIN_WARMUP_S, sessions);
     const login = await loginLoad(server, users, DURATION_S, sessions);
     await waitQuiet(`${alg} argon2id floor`);
     const a2 = await argon2(0.5);
@@ -820,7 +826,7 @@ async function main() {
   const header = [
     `Date: ${startedAt.toISOString()}; total run time ${seconds.toFixed(0)} s`,
     `Machine: nproc ${os.availableParallelism()} (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${os.type()} ${os.release()}`,
-    `Settings: ${CONNECTIONS} connections / ops in flight; HTTP phases ${DURATION_S} s after ${WARMUP_S} s warm-up; floors ${FLOOR_S} s before + ${FLOOR_S} s after their HTTP phase; ${USERS} users; ${SESSIONS} refresh sessions`,
+    `Settings: ${CONNECTIONS} connections / ops in flight; HTTP phases ${DURATION_S} s after a warm-up of ${LOGIN_WARMUP_S} s (login) and ${WARMUP_S} s (refresh); floors ${FLOOR_S} s before + ${FLOOR_S} s after their HTTP phase; ${USERS} users; ${SESSIONS} refresh sessions`,
     ...(stale.length ? [`WARNING: dist was stale (tsc -b would rebuild ${stale.join(', ')})`] : []),
     quietness(results),
   ];
