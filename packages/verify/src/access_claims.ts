@@ -1,6 +1,5 @@
 import { type AccessTokenClaims, TesseraError } from '@tessera/protocol';
-
-const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
+import { checkTokenTimes } from './token_times.js';
 
 /**
  * The checks every engine shares, after the signature, `typ`, `iss` and `aud`
@@ -9,13 +8,10 @@ const isNumber = (value: unknown): value is number => typeof value === 'number' 
  * is what makes the jose and fast-jwt engines refuse exactly the same tokens.
  */
 export function checkAccessClaims(payload: Record<string, unknown>, nowMs: number, tolerance: number): AccessTokenClaims {
-  const now = Math.floor(nowMs / 1000);
-  const { exp, nbf, iat, sub, jti, sid, username, roles, aud, client_id, cnf } = payload;
+  const { sub, jti, sid, username, roles, aud, client_id, cnf } = payload;
   // iss and aud were matched by the engine; both engines also insist on their shape.
   if (!(typeof aud === 'string' || (Array.isArray(aud) && aud.every((a) => typeof a === 'string')))) throw new TesseraError('invalid_token');
-  if (!isNumber(exp) || !isNumber(iat)) throw new TesseraError('invalid_token');
-  if (nbf !== undefined && (!isNumber(nbf) || nbf > now + tolerance)) throw new TesseraError('invalid_token');
-  if (exp <= now - tolerance) throw new TesseraError('token_expired');
+  checkTokenTimes(payload, nowMs, tolerance);
   if (typeof sub !== 'string' || typeof jti !== 'string' || typeof sid !== 'string' || typeof username !== 'string') {
     throw new TesseraError('invalid_token');
   }

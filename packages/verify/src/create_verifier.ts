@@ -1,6 +1,5 @@
 import { type AccessTokenClaims, SIGNING_ALGORITHMS, type SigningAlgorithm, TesseraError } from '@tessera/protocol';
 import { engine as runtimeEngine } from '#key-verifier';
-import { decodeProtectedHeader } from 'jose';
 import { checkAccessClaims } from './access_claims.js';
 import { parseAuthorization } from './bearer.js';
 import { VERIFY_DEFAULTS } from './defaults.js';
@@ -8,6 +7,7 @@ import { type DpopReplayCache, memoryReplayCache, verifyDpopProof } from './dpop
 import { JwksCache } from './jwks_cache.js';
 import type { KeyVerifier, KeyVerifierEngine } from './key_verifier.js';
 import { RevocationFeed } from './revocation_feed.js';
+import { tokenHeaderReader } from './token_header.js';
 import { VerifiedTokenCache } from './verified_token_cache.js';
 
 export interface VerifierOptions {
@@ -201,28 +201,8 @@ export function createVerifierWith(engine: KeyVerifierEngine, options: VerifierO
   feed?.start();
   const replay = validateDpop(options.dpop);
 
-  // Every token of one key shares its header segment, so its decoded kid and alg
-  // are remembered by the segment's exact text (a handful of entries).
-  const headers = new Map<string, { kid: string; alg: string }>();
-  function headerOf(token: string): { kid: string; alg: string } {
-    const segment = token.slice(0, token.indexOf('.'));
-    let header = headers.get(segment);
-    if (header === undefined) {
-      let decoded: ReturnType<typeof decodeProtectedHeader>;
-      try {
-        decoded = decodeProtectedHeader(token);
-      } catch (error) {
-        throw new TesseraError('invalid_token', undefined, { cause: error });
-      }
-      if (typeof decoded.kid !== 'string' || typeof decoded.alg !== 'string') throw new TesseraError('invalid_token');
-      // No JWS extension is understood (not even b64, which jose accepts and fast-jwt does not).
-      if (decoded.crit !== undefined) throw new TesseraError('invalid_token');
-      header = { kid: decoded.kid, alg: decoded.alg };
-      if (headers.size >= 64) headers.clear();
-      headers.set(segment, header);
-    }
-    return header;
-  }
+  // Every token of one key shares its header segment: kid and alg are read once per segment.
+  const headerOf = tokenHeaderReader();
 
   function fail(error: unknown): never {
     if (error instanceof TesseraError) throw error;

@@ -1,5 +1,6 @@
 import { KeyObject } from 'node:crypto';
 import { TesseraError } from '@tessera/protocol';
+import { checkTokenTimes, tokenHeaderReader } from '@tessera/verify';
 import { createVerifier } from 'fast-jwt';
 import type { CryptoKey } from 'jose';
 import type { KeyRing } from './key_ring.js';
@@ -28,33 +29,8 @@ const REQUIRED_CLAIMS = ['iss', 'aud', 'sub', 'exp', 'iat', 'jti', 'sid'];
  */
 const checkers = new WeakMap<CryptoKey, Map<string, (token: string) => Record<string, unknown>>>();
 
-/**
- * A token's header by the exact text of its first segment: every token of one key
- * and type shares it, so this holds a handful of entries (cleared when it reaches 64,
- * so forged headers cannot grow it).
- */
-const headers = new Map<string, { kid?: unknown; alg?: unknown; crit?: unknown } | null>();
-
-/** Invalid UTF-8 in a header is refused, as jose refuses it, not replaced. */
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-function headerOf(token: string): { kid?: unknown; alg?: unknown; crit?: unknown } | null {
-  const dot = token.indexOf('.');
-  if (dot <= 0) return null;
-  const segment = token.slice(0, dot);
-  let header = headers.get(segment);
-  if (header === undefined) {
-    try {
-      const decoded: unknown = JSON.parse(strictUtf8.decode(Buffer.from(segment, 'base64url')));
-      header = typeof decoded === 'object' && decoded !== null && !Array.isArray(decoded) ? (decoded as Record<string, unknown>) : null;
-    } catch {
-      header = null;
-    }
-    if (headers.size >= 64) headers.clear();
-    headers.set(segment, header);
-  }
-  return header;
-}
+/** Headers by the exact text of their segment (a handful of entries: one per key and type). */
+const headerOf = tokenHeaderReader();
 
 /**
  * Verifies a token against the key ring and returns its claims: the key is found
@@ -67,10 +43,7 @@ function headerOf(token: string): { kid?: unknown; alg?: unknown; crit?: unknown
 export function verifySignedToken(ring: KeyRing, token: string, expect: TokenExpectation): Record<string, unknown> {
   // From plain JavaScript (the exported flows), anything may come here.
   if (typeof token !== 'string') throw new TesseraError('invalid_token', undefined, { cause: new Error('the token is not a string') });
-  const header = headerOf(token);
-  if (header === null) throw new TesseraError('invalid_token', undefined, { cause: new Error('the header is not a JSON object') });
-  if (header.crit !== undefined) throw new TesseraError('invalid_token', undefined, { cause: new Error('crit is not supported') });
-  const key = ring.verificationKey(header);
+  const key = ring.verificationKey(headerOf(token));
   if (!key) throw new TesseraError('invalid_token', undefined, { cause: new Error('unknown kid, or alg not that of the key') });
   let byExpectation = checkers.get(key.key);
   if (!byExpectation) {
@@ -101,14 +74,6 @@ export function verifySignedToken(ring: KeyRing, token: string, expect: TokenExp
   } catch (error) {
     throw new TesseraError('invalid_token', undefined, { cause: error });
   }
-  const now = Math.floor(expect.now / 1000);
-  const { exp, iat, nbf } = payload;
-  if (typeof exp !== 'number' || !Number.isFinite(exp) || typeof iat !== 'number' || !Number.isFinite(iat)) {
-    throw new TesseraError('invalid_token', undefined, { cause: new Error('exp and iat must be numbers') });
-  }
-  if (nbf !== undefined && (typeof nbf !== 'number' || !Number.isFinite(nbf) || nbf > now + CLOCK_TOLERANCE_SECONDS)) {
-    throw new TesseraError('invalid_token', undefined, { cause: new Error('not valid yet') });
-  }
-  if (exp <= now - CLOCK_TOLERANCE_SECONDS) throw new TesseraError('token_expired', undefined, { cause: new Error('expired') });
+  checkTokenTimes(payload, expect.now, CLOCK_TOLERANCE_SECONDS);
   return payload;
 }
