@@ -1,6 +1,7 @@
 import { TesseraError } from '@tessera/protocol';
 import { proofEngine } from '#key-verifier';
 import { base64url, calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
+import { publicKeyMembers } from './public_key_members.js';
 
 /** `typ` of a DPoP proof (RFC 9449 §4.2). */
 export const DPOP_PROOF_TYPE = 'dpop+jwt';
@@ -95,7 +96,7 @@ export async function verifyDpopProof(check: DpopProofCheck): Promise<{ jkt: str
   if (PRIVATE_MEMBERS.some((m) => m in jwk)) return refuse('the jwk carries private key material');
   // Only the key itself: `use`, `key_ops` or `alg` in it would be read by one engine
   // (WebCrypto refuses key_ops ["sign"]) and not by the other, so both see the same key.
-  const publicKey = keyMembers(jwk);
+  const publicKey = publicKeyMembers(jwk);
   if (header.crit !== undefined) return refuse('crit is not supported');
   let payload: Record<string, unknown>;
   let key: ProofKey;
@@ -161,14 +162,6 @@ function proofKey(headerSegment: string, jwk: JWK, alg: string): Promise<ProofKe
   return made;
 }
 const PROOF_HEADER_KEPT_MAX = 400;
-
-/** The members RFC 7638 thumbprints and key imports read, per key type. */
-function keyMembers(jwk: JWK): JWK {
-  const names = jwk.kty === 'EC' ? ['kty', 'crv', 'x', 'y'] : jwk.kty === 'OKP' ? ['kty', 'crv', 'x'] : jwk.kty === 'RSA' ? ['kty', 'e', 'n'] : ['kty'];
-  const key: Record<string, unknown> = {};
-  for (const name of names) if (name in jwk) key[name] = (jwk as Record<string, unknown>)[name];
-  return key as JWK;
-}
 
 function importProofKey(jwk: JWK, alg: string): Promise<ProofKey> {
   return (async () => {

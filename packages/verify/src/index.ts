@@ -5,3 +5,4 @@ export { VERIFY_DEFAULTS } from './defaults.js';
 export { accessTokenHash, DPOP_ALGORITHMS, DPOP_MAX_AGE_SECONDS, DPOP_PROOF_TYPE, type DpopProofCheck, type DpopReplayCache, memoryReplayCache, verifyDpopProof } from './dpop_proof.js';
 export { type TokenHeader, tokenHeaderReader } from './token_header.js';
 export { checkTokenTimes } from './token_times.js';
+export { publicKeyMembers } from './public_key_members.js';

@@ -22,6 +22,9 @@ describe('signing algorithms', () => {
         const jwks = (await t.call('GET', '/.well-known/jwks.json')).body;
         assert.equal(jwks.keys[0].alg, alg);
         assert.equal(jwks.keys[0].use, 'sig');
+        // The public key's own members and kid/alg/use: nothing private, no key_ops or ext.
+        const members = { RS256: ['e', 'n'], PS256: ['e', 'n'], ES256: ['crv', 'x', 'y'], EdDSA: ['crv', 'x'] }[alg];
+        assert.deepEqual(Object.keys(jwks.keys[0]).sort(), ['alg', 'kid', 'kty', 'use', ...members].sort());
         assert.equal(decodeProtectedHeader(pair.access_token).alg, alg);
         // A third party with only the JWKS (what a business server has) verifies the token.
         const { payload, protectedHeader } = await jwtVerify(pair.access_token, createLocalJWKSet(jwks), {

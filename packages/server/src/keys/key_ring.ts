@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { SigningAlgorithm } from '@tessera/protocol';
+import { publicKeyMembers } from '@tessera/verify';
 import {
   type CryptoKey,
   calculateJwkThumbprint,
@@ -214,15 +215,10 @@ async function loadPemKey(file: string, alg: SigningAlgorithm): Promise<{ loaded
   } catch (error) {
     throw new TypeError(`privateKeyFile: ${file} is not a PKCS#8 PEM private key for ${alg}`, { cause: error });
   }
-  const kid = await calculateJwkThumbprint(publicPart(await exportJWK(key)));
+  const kid = await calculateJwkThumbprint(publicKeyMembers(await exportJWK(key)));
   return { loaded: { kid, alg, key }, jwk: publicJwk(await exportJWK(key), kid, alg) };
 }
 
-function publicPart(jwk: JWK | Record<string, unknown>): JWK {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ext: _ext, key_ops: _ops, ...pub } = jwk as JWK;
-  return pub;
-}
-
 function publicJwk(jwk: JWK | Record<string, unknown>, kid: string, alg: string): PublicJwk {
-  return { ...publicPart(jwk), kid, alg, use: 'sig' };
+  return { ...publicKeyMembers(jwk as JWK), kid, alg, use: 'sig' };
 }
