@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -520,6 +521,32 @@ describe('headers on every answer', () => {
     assert.equal(later.headers.get('x-content-type-options'), 'nosniff');
     t.clock.advance(3600);
     assert.equal((await t.call('GET', '/nowhere')).headers.get('date'), new Date(t.clock.now()).toUTCString());
+  });
+
+  test('a token pair is no-store even when the request target is in absolute form (POST http://host/auth/login)', async () => {
+    const { username, password, pair } = await signUp(t);
+    const { hostname, port } = new URL(t.url);
+    const raw = (target: string, body: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let answer = '';
+        socket.setEncoding('utf8').on('data', (d: string) => (answer += d));
+        socket.on('error', reject).on('close', () => resolve(answer));
+        socket.write(
+          `POST ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
+      });
+    for (const [target, body] of [
+      [`${t.url}/auth/login`, JSON.stringify({ username, password })],
+      [`${t.url}/auth/refresh`, JSON.stringify({ refresh_token: pair.refresh_token })],
+      ['/auth/login', JSON.stringify({ username, password })],
+    ] as const) {
+      const answer = await raw(target, body);
+      assert.match(answer, /^HTTP\/1\.1 200 /, target);
+      assert.match(answer, /\r\ncache-control: no-store\r\n/i, target);
+      assert.match(answer, /\r\npragma: no-cache\r\n/i, target);
+      assert.match(answer, /"access_token"/, target);
+    }
   });
 
   test('the page gets its Content-Security-Policy and no-cache; hashed assets are immutable', async () => {

@@ -44,6 +44,16 @@ async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
   });
 }
 
+/** The path of a request target in origin form or absolute form (RFC 9112 §3.2). */
+function pathOf(target: string): string {
+  if (target.startsWith('/')) return target;
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return target;
+  }
+}
+
 /** `now()` as an HTTP date (RFC 9110 §5.6.7), formatted once per second of that clock. */
 function secondClock(now: () => number): () => string {
   let second = Number.NaN;
@@ -212,7 +222,9 @@ export async function buildApp(ctx: AuthContext): Promise<FastifyInstance> {
   app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     // Token responses must never be cached (RFC 6749 §5.1); nor must anything under /auth.
-    if (request.url.startsWith('/auth/')) reply.header('cache-control', 'no-store');
+    // By the matched route: `request.url` keeps an absolute-form target (`POST http://host/auth/login`)
+    // as sent, which the router still serves as /auth/login.
+    if ((request.routeOptions.url ?? pathOf(request.url)).startsWith('/auth/')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
     // The server's own clock (the one DPoP proofs' iat is checked against): a client
     // whose clock is off learns the offset here (RFC 9110 §6.6.1).

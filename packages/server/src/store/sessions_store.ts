@@ -152,6 +152,10 @@ export class SessionsStore {
     // Only what the new pair needs comes back: every column returned is formatted by
     // PostgreSQL, parsed by the driver and (embedded) copied between threads, and
     // `RETURNING *` with the whole user row cost the embedded database a fifth more.
+    // The user row is read, not locked: a refresh racing a disable (or any change that
+    // must stop refreshes) is stopped because that change also revokes the session rows
+    // in its transaction, and the UPDATE re-checks the session row it waited for. Every
+    // such path (disable, password change, removal, logout, logout-all) does.
     // The user is joined once, by the UPDATE itself: a second look-up of the same row
     // for its name and roles cost PGlite's thread 7 % more per rotation.
     const { rows } = await this.#db.query<RotatedRow>(
