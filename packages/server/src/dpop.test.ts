@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { accessTokenHash } from '@tessera/verify';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -133,6 +134,30 @@ describe('sender-constrained sessions (DPoP, RFC 9449)', () => {
     const withProof = await form(await k2.proof('POST', '/auth/refresh'));
     assert.equal(withProof.status, 200);
     assert.equal((await withProof.json()).token_type, 'DPoP');
+  });
+
+  test('the proof names the URL under the issuer whatever form the request target took: origin form, a query, or absolute form', async () => {
+    const { key, pair } = await boundLogin();
+    const { hostname, port } = new URL(t.url);
+    const post = (target: string, proof: string, token: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname);
+        let answer = '';
+        socket.setEncoding('utf8').on('data', (d: string) => (answer += d));
+        socket.on('error', reject).on('close', () => resolve(answer));
+        socket.write(`POST ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\nAuthorization: Bearer ${token}\r\nDPoP: ${proof}\r\nContent-Length: 0\r\n\r\n`);
+      });
+    const body = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { refresh_token: string; error?: string };
+    let token = pair.refresh_token;
+    for (const target of ['/auth/refresh?via=query', `${t.url}/auth/refresh`, `http://elsewhere.example/auth/refresh`]) {
+      const answer = await post(target, await key.proof('POST', '/auth/refresh'), token);
+      assert.match(answer, /^HTTP\/1\.1 200 /, `${target}: ${answer.slice(0, 300)}`);
+      token = body(answer).refresh_token;
+    }
+    // A proof for another path is still refused, in absolute form too.
+    const refused = await post(`${t.url}/auth/refresh`, await key.proof('POST', '/auth/login'), token);
+    assert.match(refused, /^HTTP\/1\.1 401 /);
+    assert.equal(body(refused).error, 'invalid_dpop_proof');
   });
 });
 

@@ -7,6 +7,7 @@ import type { Histogram } from 'prom-client';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { AuthContext } from '../flows/context.js';
 import { sendError } from './error_reply.js';
+import { pathOf } from './request_context.js';
 import { accountRecoveryRoutes } from './routes/account_recovery_routes.js';
 import { accountRoutes } from './routes/account_routes.js';
 import { adminRoutes } from './routes/admin_routes.js';
@@ -42,16 +43,6 @@ async function serveWebApp(app: FastifyInstance, root: string): Promise<void> {
     reply.header('x-frame-options', 'DENY');
     done(null, payload);
   });
-}
-
-/** The path of a request target in origin form or absolute form (RFC 9112 §3.2). */
-function pathOf(target: string): string {
-  if (target.startsWith('/')) return target;
-  try {
-    return new URL(target).pathname;
-  } catch {
-    return target;
-  }
 }
 
 /** `now()` as an HTTP date (RFC 9110 §5.6.7), formatted once per second of that clock. */

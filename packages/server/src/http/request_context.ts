@@ -52,8 +52,35 @@ export function requireAccessCredential(request: FastifyRequest, issuer: string)
  * address clients use, whatever proxy is in front). Two DPoP headers are an array: refused.
  */
 export function dpopRequest(request: FastifyRequest, issuer: string): DpopRequest {
-  const path = request.url.split('?')[0]!;
-  return { proof: request.headers.dpop, method: request.method, url: `${new URL(issuer).origin}${path}` };
+  return { proof: request.headers.dpop, method: request.method, url: `${originOf(issuer)}${pathOf(request.url)}` };
+}
+
+/**
+ * The path of a request target, without its query, in origin form (`/auth/refresh?x`)
+ * or absolute form (`http://host/auth/refresh`, RFC 9112 §3.2.2), which Node keeps in
+ * `request.url` as sent and the router serves by its path.
+ */
+export function pathOf(target: string): string {
+  if (target.startsWith('/')) {
+    const query = target.indexOf('?');
+    return query === -1 ? target : target.slice(0, query);
+  }
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return target.split('?')[0]!;
+  }
+}
+
+/** The issuer's origin, parsed once per issuer (it is the same string on every request). */
+let lastIssuer = '';
+let lastOrigin = '';
+function originOf(issuer: string): string {
+  if (issuer !== lastIssuer) {
+    lastOrigin = new URL(issuer).origin;
+    lastIssuer = issuer;
+  }
+  return lastOrigin;
 }
 
 /** Like `bearerToken`, but a missing header is `invalid_token`. */
