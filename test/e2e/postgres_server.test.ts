@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { decodeJwt } from 'jose';
 import { refreshJtiHash } from '@tessera/server';
+import { decodeJwt } from 'jose';
 import { createDatabase, type PostgresServer, startPostgres } from '../support/postgres_server.js';
 import { signUp, startTestServer, type TestServer } from '../support/test_server.js';
 

@@ -1,4 +1,4 @@
-import { createAuthServer, MEMORY_DATA_DIR, type AuthServer, type ServerOptions } from '@tessera/server';
+import { type AuthServer, createAuthServer, MEMORY_DATA_DIR, type ServerOptions } from '@tessera/server';
 
 /** A clock the test moves by hand: tokens expire because the test says so, never by sleeping. */
 export class ManualClock {

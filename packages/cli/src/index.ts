@@ -1,2 +1,2 @@
-export { main } from './main.js';
 export { serverOptionsFrom } from './commands/serve.js';
+export { main } from './main.js';

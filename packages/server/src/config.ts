@@ -1,8 +1,8 @@
 import { isAbsolute, resolve } from 'node:path';
 import { SIGNING_ALGORITHMS, type SigningAlgorithm } from '@tessera/protocol';
+import { parseKeyEncryptionKey } from './keys/key_encryption.js';
 import { type Clock, systemClock } from './lib/clock.js';
 import { parseDuration } from './lib/duration.js';
-import { parseKeyEncryptionKey } from './keys/key_encryption.js';
 import { validateMailFrom, validateSmtpUrl } from './mail/mailer.js';
 
 /** A data directory of `memory://` keeps everything in memory: gone when the process ends. */

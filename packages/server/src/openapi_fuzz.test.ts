@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Agent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { errorCodes } from '@tessera/protocol';
 import { startSmtpServer, type TestSmtpServer } from '../../../test/support/smtp_server.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createAuthServer } from './server.js';
 import { signUp, startTestServer } from '../../../test/support/test_server.js';
+import { createAuthServer } from './server.js';
 
 test('retention deletes audit events and ended sessions older than --retention, and keeps the rest', async () => {
   const t = await startTestServer({ retention: '30d' });

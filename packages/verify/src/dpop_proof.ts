@@ -1,6 +1,6 @@
 import { TesseraError } from '@tessera/protocol';
-import { proofEngine } from '#key-verifier';
 import { base64url, calculateJwkThumbprint, decodeProtectedHeader, type JWK } from 'jose';
+import { proofEngine } from '#key-verifier';
 import { publicKeyMembers } from './public_key_members.js';
 
 /** `typ` of a DPoP proof (RFC 9449 §4.2). */

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TesseraError } from '@tessera/protocol';
-import { checkTokenTimes } from './token_times.js';
 import { tokenHeaderReader } from './token_header.js';
+import { checkTokenTimes } from './token_times.js';
 
 const segment = (json: string | Buffer) => Buffer.from(json).toString('base64url');
 const token = (header: string | Buffer) => `${segment(header)}.e30.c2ln`;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { type DpopReplayCache, memoryReplayCache } from '@tessera/verify';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RateLimit } from '../config.js';
 import { type Limiter, localLimiter, RateLimiter, slidingWait } from '../lib/rate_limiter.js';

@@ -5,8 +5,8 @@ import { accountLink, accountTokenHash, isAccountTokenShape, newAccountToken, VE
 import type { Authenticated } from './authenticate.js';
 import type { AuthContext } from './context.js';
 import { normalizeEmail } from './emails.js';
-import { notifyOwner, requireMailer } from './password_reset.js';
 import { confirmPassword, signedInRecently } from './password_confirmation.js';
+import { notifyOwner, requireMailer } from './password_reset.js';
 import { checkIpLimit, takeMailAllowance } from './rate_limits.js';
 
 /**

@@ -1,7 +1,7 @@
 import { TesseraError } from '@tessera/protocol';
 import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
-import { passwordResetMail, securityNoticeMail } from '../mail/messages.js';
 import type { Mailer } from '../mail/mailer.js';
+import { passwordResetMail, securityNoticeMail } from '../mail/messages.js';
 import type { ClientInfo, UserRecord } from '../store/records.js';
 import type { UserRef } from '../store/users_store.js';
 import { accountLink, accountTokenHash, isAccountTokenShape, newAccountToken, RESET_TTL_SECONDS } from './account_links.js';

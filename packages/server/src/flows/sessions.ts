@@ -3,8 +3,8 @@ import { decodeProtectedHeader } from 'jose';
 import { checkPasswordPolicy, hashPassword } from '../lib/passwords.js';
 import type { ClientInfo, SessionRecord } from '../store/records.js';
 import { type AccessCredential, type Authenticated, checkBinding, verifyAccessToken } from './authenticate.js';
-import { requireProof } from './dpop_binding.js';
 import type { AuthContext } from './context.js';
+import { requireProof } from './dpop_binding.js';
 import { confirmPassword } from './password_confirmation.js';
 import { verifyRefreshToken } from './rotate_refresh_token.js';
 

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SIGNING_ALGORITHMS } from '@tessera/protocol';
-import { createPrivateKey, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, decodeProtectedHeader, exportPKCS8, generateKeyPair, jwtVerify } from 'jose';
-import { runAdminOperation } from '../operations.js';
 import { signUp, startTestServer } from '../../../../test/support/test_server.js';
-import { openPgliteDatabase } from '../store/pglite_database.js';
+import { runAdminOperation } from '../operations.js';
 import { migrate } from '../store/migrations.js';
+import { openPgliteDatabase } from '../store/pglite_database.js';
 import { Store } from '../store/store.js';
 import { KeyRing } from './key_ring.js';
 

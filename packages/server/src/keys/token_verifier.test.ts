@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { SIGNING_ALGORITHMS, TesseraError } from '@tessera/protocol';
-import { type CryptoKey, CompactSign, generateKeyPair, jwtVerify } from 'jose';
+import { CompactSign, type CryptoKey, generateKeyPair, jwtVerify } from 'jose';
 import { migrate } from '../store/migrations.js';
 import { openPgliteDatabase } from '../store/pglite_database.js';
 import { Store } from '../store/store.js';

@@ -1,7 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Database } from './database.js';
 import { lockDataDir } from './data_dir_lock.js';
+import type { Database } from './database.js';
 import { openPgliteDatabase } from './pglite_database.js';
 
 /** Thrown when group or others can reach the data directory: it holds the private signing keys. */

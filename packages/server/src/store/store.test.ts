@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { TesseraError } from '@tessera/protocol';
-import { createDatabase, startPostgres, type PostgresServer } from '../../../../test/support/postgres_server.js';
+import { createDatabase, type PostgresServer, startPostgres } from '../../../../test/support/postgres_server.js';
 import { decideRotation } from '../flows/refresh_rotation.js';
 import type { Database } from './database.js';
 import { MIGRATIONS, migrate } from './migrations.js';

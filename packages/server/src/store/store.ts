@@ -1,18 +1,18 @@
 import { AccountTokensStore } from './account_tokens_store.js';
 import { AuditStore } from './audit_store.js';
+import type { Database } from './database.js';
 import { PasskeysStore } from './passkeys_store.js';
+import { RevocationFeedStore } from './revocation_feed_store.js';
 import { SecondFactorsStore } from './second_factors_store.js';
 import { ServerSecretsStore } from './server_secrets_store.js';
-import type { Database } from './database.js';
-import { RevocationFeedStore } from './revocation_feed_store.js';
 import { SessionsStore } from './sessions_store.js';
 import { SigningKeysStore } from './signing_keys_store.js';
 import { UsersStore } from './users_store.js';
 import { type AuditSink, type RevokedSink, Writer } from './writer.js';
 
-export type { AuditSink, RevokedSink } from './writer.js';
 export type { FeedPage, FeedRow } from './revocation_feed_store.js';
 export type { NewRefreshToken, RotateInput, RotationOutcome } from './sessions_store.js';
+export type { AuditSink, RevokedSink } from './writer.js';
 
 /**
  * The auth server's state, as atomic operations in plain PostgreSQL, one module

@@ -1,6 +1,5 @@
 import { TesseraError } from '@tessera/protocol';
-import type { Queryable } from './database.js';
-import type { Database } from './database.js';
+import type { Database, Queryable } from './database.js';
 import type { AuditEntry, ClientInfo, NewAccountToken, UserRecord, UserSummary } from './records.js';
 import { toUser, type UserRow } from './rows.js';
 import { guardedByTotp } from './second_factors_store.js';

@@ -2,13 +2,13 @@ import { TesseraError } from '@tessera/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Authenticated, authenticate } from '../../flows/authenticate.js';
 import type { AuthContext } from '../../flows/context.js';
+import { bindingKey } from '../../flows/dpop_binding.js';
 import type { IssuedPair } from '../../flows/issue_token_pair.js';
+import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import { completeMfaLogin, confirmTotp, disableTotp, startTotpEnrolment } from '../../flows/second_factors.js';
 import { assertSameOrigin } from '../refresh_cookie.js';
-import { bindingKey } from '../../flows/dpop_binding.js';
-import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import { clientInfo, dpopRequest, requireAccessCredential } from '../request_context.js';
-import { bearerSecurity, REAUTHENTICATION_BODY, errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { bearerSecurity, errorResponses, REAUTHENTICATION_BODY, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 
 const CODE = { type: 'string', minLength: 1, maxLength: 64, description: 'a 6-digit code from the app, or a recovery code (xxxx-xxxx-xxxx-xxxx)' } as const;

@@ -16,11 +16,11 @@ import {
   removePasskey,
   renamePasskey,
 } from '../../flows/passkeys.js';
+import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import type { PasskeyRecord } from '../../store/passkeys_store.js';
 import { assertSameOrigin } from '../refresh_cookie.js';
-import { confirmRecentSignIn } from '../../flows/password_confirmation.js';
 import { clientInfo, dpopRequest, requireAccessCredential } from '../request_context.js';
-import { bearerSecurity, REAUTHENTICATION_BODY, errorResponses, TOKEN_ERRORS } from '../schemas.js';
+import { bearerSecurity, errorResponses, REAUTHENTICATION_BODY, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
 
 // ---------------------------------------------------------------- schemas

@@ -5,9 +5,9 @@ import type { AuthContext } from '../../flows/context.js';
 import { rotateRefreshToken } from '../../flows/rotate_refresh_token.js';
 import { sendError, toTesseraError } from '../error_reply.js';
 import { assertSameOrigin, clearRefreshCookie, readRefreshCookie } from '../refresh_cookie.js';
-import { sendPair } from '../token_pair_reply.js';
 import { bearerToken, clientInfo, dpopRequest } from '../request_context.js';
 import { errorResponses } from '../schemas.js';
+import { sendPair } from '../token_pair_reply.js';
 
 interface RefreshBody {
   refresh_token?: string;

@@ -1,12 +1,12 @@
 import { TesseraError } from '@tessera/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { AuthContext } from '../../flows/context.js';
+import { bindingKey } from '../../flows/dpop_binding.js';
 import type { IssuedPair } from '../../flows/issue_token_pair.js';
 import { login } from '../../flows/login.js';
 import { registerUser } from '../../flows/register_user.js';
 import { logout } from '../../flows/sessions.js';
 import { assertSameOrigin, clearRefreshCookie, readRefreshCookie } from '../refresh_cookie.js';
-import { bindingKey } from '../../flows/dpop_binding.js';
 import { accessCredential, clientInfo, dpopRequest } from '../request_context.js';
 import { errorResponses, nfkcUsername, TOKEN_ERRORS } from '../schemas.js';
 import { sendPair } from '../token_pair_reply.js';
