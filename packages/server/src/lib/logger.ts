@@ -1,5 +1,16 @@
+import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+/**
+ * pino-pretty and its 30 modules load only for a terminal: a server whose output is
+ * piped (a service, a container) never needs them. It is CommonJS, so `require` loads
+ * it synchronously and the logger is ready at once.
+ */
+function prettyStream(options: PinoPretty.PrettyOptions): DestinationStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+  return pretty(options);
+}
 
 /**
  * JSON logs with every place a secret could sit redacted. Requests are logged
@@ -44,6 +55,6 @@ export function createLogger(level: false | string = 'info', stream?: NodeJS.Wri
     },
   };
   if (stream) return pino(options, stream as DestinationStream);
-  if (process.stdout.isTTY) return pino(options, pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+  if (process.stdout.isTTY) return pino(options, prettyStream({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
   return pino(options);
 }
