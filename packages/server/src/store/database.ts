@@ -30,3 +30,12 @@ export class DatabaseUnavailableError extends Error {
 export function isConnectionFailure(code: unknown): boolean {
   return typeof code === 'string' && /^(08|57P0[1-3])/.test(code);
 }
+
+/**
+ * The store's reads and writes, which both drivers keep prepared (parsed and planned
+ * once per connection); DDL and session control run unprepared.
+ */
+export function isPlannable(sql: string): boolean {
+  return PLANNABLE.test(sql);
+}
+const PLANNABLE = /^\s*(?:SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;

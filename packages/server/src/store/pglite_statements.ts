@@ -1,4 +1,5 @@
 import { type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
+import { isPlannable } from './database.js';
 
 type BackendMessage = Awaited<ReturnType<PGlite['execProtocol']>>['messages'][number];
 
@@ -39,7 +40,7 @@ export class PreparedStatements {
 
   /** Runs one statement with `params` ($1…), as `PGlite.query` would. */
   async query(sql: string, params: readonly unknown[]): Promise<Results> {
-    if (!PLANNABLE.test(sql)) {
+    if (!isPlannable(sql)) {
       const statement = await this.#describe('', sql, []);
       const result = await this.#execute(statement, params);
       // A schema change can change what a cached `SELECT *` returns: plan everything anew.
@@ -129,8 +130,6 @@ interface Prepared {
 const { serialize } = protocol;
 let instances = 0;
 
-/** Statements worth keeping planned: the store's reads and writes. */
-const PLANNABLE = /^\s*(?:SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
 /** Statements that change no schema: running them keeps the prepared statements. */
 const SESSION_CONTROL = /^\s*(?:BEGIN|START|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|SET|RESET|SHOW|DEALLOCATE)\b/i;
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { type Database, DatabaseUnavailableError, isConnectionFailure, type Queryable, type QueryResult } from './database.js';
+import { type Database, DatabaseUnavailableError, isConnectionFailure, isPlannable, type Queryable, type QueryResult } from './database.js';
 
 export interface PostgresDatabaseOptions {
   /** `postgres://user:pass@host:port/db` */
@@ -104,9 +104,6 @@ function isLostStatement(error: unknown): boolean {
   return error instanceof pg.DatabaseError && (error.code === '26000' || error.code === '42P05');
 }
 
-/** Statements worth keeping planned: the store's reads and writes (DDL and session control run unnamed). */
-const PLANNABLE = /^\s*(?:SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
-
 /**
  * Names for the store's statements, so that each connection parses and plans a
  * statement once instead of on every call (PostgreSQL spent more CPU planning the
@@ -128,7 +125,7 @@ class StatementNames {
   nameOf(sql: string): string | undefined {
     let name = this.#names.get(sql);
     if (name === undefined) {
-      if (this.#names.size >= this.#capacity || !PLANNABLE.test(sql)) return undefined;
+      if (this.#names.size >= this.#capacity || !isPlannable(sql)) return undefined;
       name = `tessera_${this.#generation}_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
       this.#names.set(sql, name);
     }
